@@ -1,0 +1,352 @@
+"""SDPOTrainer: TRL's GRPOTrainer plus a self-teacher. The glue, and only the glue.
+
+One training step, as data (each arrow is one call you can point at):
+    dataset rows -> TRL generates G completions per prompt            GRPOTrainer._generate_and_score_completions
+      -> reward functions return scores (+ feedback)                  _capture_feedback wraps them
+      -> scores go to TRL's advantages; raw rewards are kept          _calculate_rewards
+      -> peers' answers and feedback become teacher prompts           _attach_teachers -> reprompt.plan_teachers
+      -> student on [prompt | completion], teacher on [teacher prompt | completion]     _compute_loss
+      -> distillation_loss on the student's top-k                     loss.divergence_on_support
+      -> backward, optimiser step, teacher EMA update                 _TeacherUpdate callback
+      -> trainer.last_rollouts and metrics for the learner
+
+Overrides of GRPOTrainer (targets trl 1.15.0; private methods move between releases, tests pin the hooks):
+    __init__                          validate inputs, wrap reward functions, build the teacher
+    _calculate_rewards                keep the raw (gathered) rewards: success is judged on rewards, not advantages
+    _generate_and_score_completions   attach teacher prompts to the batch TRL will shuffle and split
+    _compute_loss                     the SDPO loss (and the lambda-blend with GRPO's loss)
+    _get_per_token_logps_and_entropies  reuse the student pass we already ran, for the GRPO part of a blend
+"""
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import math
+import types
+
+import torch
+from accelerate.utils import gather, gather_object
+from transformers import TrainerCallback
+from trl import GRPOTrainer
+
+from sdpo_lite.config import SDPOConfig
+from sdpo_lite.loss import divergence_on_support, student_topk_logprobs, teacher_logprobs_at
+from sdpo_lite.reprompt import (RolloutRecord, demonstration_text, left_pad, plan_teachers, render_teacher_prompt,
+                                tokenize_teacher_prompts)
+from sdpo_lite.teacher import Teacher, backbone_hidden_states, is_peft
+
+logger = logging.getLogger(__name__)
+
+
+class SDPOTrainer(GRPOTrainer):
+    """GRPOTrainer whose loss distils the model's own feedback-conditioned predictions into the plain policy.
+
+    Reward functions keep TRL's signature and may return, per completion, a float, None (unscorable) or a dict
+    {"score": float, "feedback": str}. Feedback strings stay attached to their rollout and reach its teacher.
+    """
+
+    def __init__(self, *args, sdpo_config: SDPOConfig | None = None, **kwargs):
+        self.sdpo = sdpo_config if sdpo_config is not None else SDPOConfig()
+        if not isinstance(self.sdpo, SDPOConfig):
+            raise TypeError(f"sdpo_config must be an SDPOConfig, got {type(self.sdpo).__name__}")
+        _check_dataset(kwargs.get("train_dataset"), kwargs.get("processing_class"))
+        super().__init__(*args, **kwargs)
+        self._feedback: list[list | None] = [None] * len(self.reward_funcs)
+        self.reward_funcs = [_capture_feedback(self, i, f) for i, f in enumerate(self.reward_funcs)]
+        self._raw_rewards = None  # (N_global,) weighted raw rewards of the current generation batch
+        self._student_cache = None
+        self._warned_no_teacher = False
+        self.last_rollouts: list[RolloutRecord] = []
+        self.teacher = None
+        if self.sdpo.enabled:
+            student = self.accelerator.unwrap_model(self.model)
+            self.teacher = Teacher(student, self.sdpo)
+            _install_sdpo_head(student.get_base_model() if is_peft(student) else student)
+            self.add_callback(_TeacherUpdate(self))
+
+    # ------------------------------------------------------------------------------------------------------------
+    # Rewards and teacher prompts
+    # ------------------------------------------------------------------------------------------------------------
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        # Why: GRPO only keeps advantages; SDPO needs the raw rewards to decide which peers succeeded.
+        rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)  # (N, F)
+        weights = self.reward_weights.to(rewards_per_func.device)
+        raw = (rewards_per_func * weights).nansum(dim=1)
+        raw[torch.isnan(rewards_per_func).all(dim=1)] = torch.nan
+        self._raw_rewards = raw  # gathered across processes, in TRL's group order
+        return rewards_per_func
+
+    def _generate_and_score_completions(self, inputs):
+        # Why: the teacher prompts must travel with each rollout through TRL's shuffle and split.
+        self._feedback = [None] * len(self.reward_funcs)
+        output = super()._generate_and_score_completions(inputs)
+        return self._attach_teachers(inputs, output)
+
+    def _attach_teachers(self, inputs, output):
+        device = output["completion_ids"].device
+        mode = "train" if self.model.training else "eval"
+        G = self.num_generations if mode == "train" else self.num_generations_eval
+        completion_ids = [ids[m.bool()].tolist() for ids, m in zip(output["completion_ids"], output["completion_mask"])]
+        tok = self.processing_class if not hasattr(self.processing_class, "tokenizer") else self.processing_class.tokenizer
+        local = {
+            "prompt": [x["prompt"] for x in inputs],
+            "demo": [demonstration_text(ids, tok, self.sdpo.thinking_tag) for ids in completion_ids],
+            "feedback": self._joined_feedback(len(inputs)),
+        }
+        everyone = {k: gather_object(v) for k, v in local.items()}  # groups may span processes: gather first
+        scores = self._raw_rewards.tolist()
+        groups = [i // G for i in range(len(scores))]
+        plans = plan_teachers(everyone["prompt"], everyone["demo"], everyone["feedback"], self.sdpo,
+                              groups=groups, scores=scores)
+        start = self.accelerator.process_index * len(inputs)
+        mine = range(start, start + len(inputs))
+        texts = [render_teacher_prompt(everyone["prompt"][i], plans[i]["teacher_message"], tok,
+                                       self.chat_template_kwargs) if plans[i]["teacher_message"] else "" for i in mine]
+        ids_list, truncated = tokenize_teacher_prompts(texts, tok, max_length=self.sdpo.max_reprompt_length,
+                                                       truncation=self.sdpo.reprompt_truncation)
+        ids, mask = left_pad([x or [tok.pad_token_id] for x in ids_list], tok.pad_token_id)
+        has_teacher = torch.tensor([float(bool(t)) for t in texts], device=device)  # (B,)
+        output["teacher_prompt_ids"] = torch.tensor(ids, dtype=torch.long, device=device)  # (B, Pt) left-padded
+        output["teacher_prompt_mask"] = torch.tensor(mask, dtype=torch.long, device=device) * has_teacher.long()[:, None]
+        output["sdpo_mask"] = has_teacher
+        tokens = (output["completion_mask"].sum(-1).float() * has_teacher).sum()
+        output["sdpo_num_tokens"] = self.accelerator.gather(tokens).sum()  # 0-dim: TRL keeps it whole when splitting
+        self.last_rollouts = [
+            RolloutRecord(prompt=everyone["prompt"][i], completion=tok.decode(completion_ids[j], skip_special_tokens=True),
+                          score=scores[i], feedback=everyone["feedback"][i], group=groups[i],
+                          teacher_prompt=texts[j] or None, completion_ids=completion_ids[j],
+                          teacher_truncated=truncated[j], **plans[i])
+            for j, i in enumerate(mine)]
+        self._log_rollout_metrics(mode, plans, scores)
+        return output
+
+    def _joined_feedback(self, n: int) -> list[str | None]:
+        """One feedback string per local rollout: the reward functions' strings joined by newlines."""
+        joined = []
+        for k in range(n):
+            parts = [fb[k] for fb in self._feedback if fb is not None and fb[k]]
+            joined.append("\n".join(parts) if parts else None)
+        return joined
+
+    def _log_rollout_metrics(self, mode, plans, scores):
+        n = max(len(plans), 1)
+        with_teacher = sum(p["teacher_message"] is not None for p in plans)
+        m = self._metrics[mode]
+        m["sdpo/frac_with_teacher"].append(with_teacher / n)
+        m["sdpo/frac_with_demo"].append(sum(p["demo_used"] for p in plans) / n)
+        m["sdpo/frac_with_feedback"].append(sum(p["feedback_used"] for p in plans) / n)
+        ok = [s >= self.sdpo.success_threshold for s in scores if not math.isnan(s)]
+        m["sdpo/success_rate"].append(sum(ok) / max(len(ok), 1))
+        if self.sdpo.enabled and with_teacher == 0 and not self._warned_no_teacher:
+            self._warned_no_teacher = True
+            logger.warning("SDPO: no rollout in this batch has a teacher (no successful peer and no feedback), so the "
+                           "distillation loss is zero here. Reported once; see the sdpo/frac_with_teacher metric.")
+
+    # ------------------------------------------------------------------------------------------------------------
+    # The loss
+    # ------------------------------------------------------------------------------------------------------------
+    def _compute_loss(self, model, inputs):
+        # Why: SDPO replaces (or, with grpo_weight, blends with) GRPO's policy-gradient loss.
+        if not self.sdpo.enabled:
+            return super()._compute_loss(model, inputs)
+        lam = self.sdpo.grpo_weight
+        mask = inputs["completion_mask"] if "tool_mask" not in inputs else inputs["completion_mask"] * inputs["tool_mask"]
+        sd_mask = mask.float() * inputs["sdpo_mask"][:, None]  # (B, T)
+        if lam == 0.0 and sd_mask.sum() == 0 and self.accelerator.num_processes == 1:
+            return _zero_connected_to(model)  # nothing to distil: skip both forward passes
+        student = self._student_pass(model, inputs)
+        distill = self._distillation(student, inputs, sd_mask)
+        if lam == 0.0:
+            return distill
+        self._student_cache = (student.logp_y, student.entropy)
+        grpo = super()._compute_loss(model, inputs)  # uses the cached student pass, see below
+        return lam * grpo + (1.0 - lam) * distill
+
+    def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep, *args, **kwargs):
+        # Why: in a lambda-blend GRPO's loss needs the same student log-probs we just computed; reuse them.
+        if self._student_cache is not None:
+            logp_y, entropy = self._student_cache
+            self._student_cache = None
+            return logp_y, entropy, None
+        return super()._get_per_token_logps_and_entropies(model, input_ids, attention_mask, logits_to_keep,
+                                                          *args, **kwargs)
+
+    def _student_pass(self, model, inputs):
+        """Student on [prompt | completion]: top-k log-probs (B, T, K), sampled-token log-probs and entropies."""
+        completion_ids = inputs["completion_ids"]  # (B, T)
+        input_ids = torch.cat([inputs["prompt_ids"], completion_ids], dim=1)  # (B, P + T)
+        attention_mask = torch.cat([inputs["prompt_mask"], inputs["completion_mask"]], dim=1)
+        T = completion_ids.size(1)
+        head = functools.partial(_completion_head, completion_ids=completion_ids, T=T, topk=self.sdpo.distillation_topk,
+                                 temperature=self.temperature, chunk_size=self.sdpo.logits_chunk_size)
+        with self.accelerator.autocast():
+            # Through the (possibly DDP/PEFT-wrapped) model, so gradient synchronisation works as usual.
+            return model(input_ids=input_ids, attention_mask=attention_mask, sdpo_head=head)
+
+    def _teacher_pass(self, inputs, student):
+        """Teacher on [teacher prompt | the identical completion], only for rows that have a teacher."""
+        rows = inputs["sdpo_mask"].nonzero(as_tuple=True)[0]
+        logq_S, logq_y = student.logp_S.detach().clone(), student.logp_y.detach().clone()  # (B, T, K), (B, T)
+        if rows.numel() == 0:
+            return logq_S, logq_y
+        completion_ids = inputs["completion_ids"][rows]  # (R, T)
+        ids = torch.cat([inputs["teacher_prompt_ids"][rows], completion_ids], dim=1)  # (R, Pt + T)
+        att = torch.cat([inputs["teacher_prompt_mask"][rows], inputs["completion_mask"][rows]], dim=1)
+        T = completion_ids.size(1)
+        with self.accelerator.autocast():
+            hidden, lm_head = self.teacher.hidden_states(ids, att)  # (R, Pt + T, H)
+        support = student.ids[rows] if student.ids is not None else None
+        q_S, q_y = teacher_logprobs_at(hidden[:, -T - 1:-1], lm_head, completion_ids, support,
+                                       temperature=self.temperature, chunk_size=self.sdpo.logits_chunk_size)
+        logq_S[rows], logq_y[rows] = q_S.to(logq_S.dtype), q_y.to(logq_y.dtype)
+        return logq_S, logq_y
+
+    def _distillation(self, student, inputs, sd_mask):
+        c = self.sdpo
+        logq_S, logq_y = self._teacher_pass(inputs, student)
+        use_is = c.is_coef and c.is_clip is not None
+        old = inputs.get("old_per_token_logps")
+        old = student.logp_y.detach() if old is None else old
+        out = divergence_on_support(student.logp_S, logq_S, student.logp_y, logq_y, sd_mask, alpha=c.alpha,
+                                    add_tail=c.distillation_add_tail, use_topk=c.distillation_topk is not None,
+                                    old_logprobs=old if use_is else None, is_clip=c.is_clip if use_is else None,
+                                    token_level=c.token_level, aggregation="sum")
+        mode = "train" if self.model.training else "eval"
+        loss = out.loss / self._token_normaliser(inputs, sd_mask, mode)
+        self._metrics[mode]["sdpo/distill_loss"].append(global_masked_mean(self.accelerator, out.per_token, sd_mask))
+        if self.sdpo.grpo_weight == 0.0:  # in a blend, GRPO's loss logs the entropy itself
+            self._metrics[mode]["entropy"].append(global_masked_mean(self.accelerator, student.entropy, sd_mask))
+        return loss
+
+    def _token_normaliser(self, inputs, sd_mask, mode):
+        """Divide the summed loss so one optimiser step averages over ALL its distilled tokens.
+
+        The generation batch holds sdpo_num_tokens distilled tokens over every process; it feeds
+        steps_per_generation micro-batches per process, gradient_accumulation_steps of which make one optimiser
+        step, and DDP averages gradients over processes. Hence the token-mean over the step is
+        sum / (N * accumulation / (steps_per_generation * processes)), whatever the split: one process or two,
+        accumulation or not, give the same gradient (a test checks it).
+        """
+        if mode != "train":
+            return sd_mask.sum().clamp(min=1)
+        n = inputs["sdpo_num_tokens"].clamp(min=1)
+        return n * self.current_gradient_accumulation_steps / (self.args.steps_per_generation *
+                                                              self.accelerator.num_processes)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Helpers
+# ----------------------------------------------------------------------------------------------------------------
+def _completion_head(hidden, lm_head, *, completion_ids, T, topk, temperature, chunk_size):
+    """Keep the hidden states that predict the completion tokens (positions -T-1 .. -2), then the top-k pass."""
+    return student_topk_logprobs(hidden[:, -T - 1:-1], lm_head, completion_ids, topk=topk, temperature=temperature,
+                                 chunk_size=chunk_size)
+
+
+def _install_sdpo_head(causal_lm):
+    """Let `model(..., sdpo_head=fn)` return fn(hidden_states, lm_head) instead of logits.
+
+    Why: the student pass must go through the wrapped model (DDP hooks, PEFT) but must not build (B, L, V)
+    logits. Like TRL's fused LM head, this wraps `forward` on the instance; without `sdpo_head` the previous
+    forward (TRL's) runs unchanged, so generation and GRPO are untouched.
+    """
+    previous = causal_lm.forward
+
+    @functools.wraps(type(causal_lm).forward)
+    def forward(self, *args, sdpo_head=None, **kwargs):
+        if sdpo_head is None:
+            return previous(*args, **kwargs)
+        hidden = backbone_hidden_states(self, kwargs["input_ids"], kwargs["attention_mask"])
+        return sdpo_head(hidden, self.get_output_embeddings())
+
+    causal_lm.forward = types.MethodType(forward, causal_lm)
+
+
+def global_masked_mean(accelerator, x, mask) -> float:
+    """Mean of x over the tokens where mask = 1, across all processes (for metrics)."""
+    totals = accelerator.reduce(torch.stack([(x.detach() * mask).sum(), mask.sum()]), reduction="sum")
+    return (totals[0] / totals[1].clamp(min=1)).item()
+
+
+def _zero_connected_to(model):
+    """A zero loss that still reaches the trainable parameters (backward and the optimiser step stay valid)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    return sum(p.reshape(-1)[0] * 0.0 for p in params) if params else torch.zeros((), requires_grad=True)
+
+
+def _capture_feedback(trainer, index, reward_func):
+    """Wrap a reward function: validate its output, keep dict feedback per rollout, hand TRL plain floats."""
+    if isinstance(reward_func, torch.nn.Module) or inspect.iscoroutinefunction(reward_func):
+        return reward_func  # reward models and async functions return plain scores only
+
+    @functools.wraps(reward_func)
+    def wrapped(*args, **kwargs):
+        outputs = reward_func(*args, **kwargs)
+        expected = len(kwargs.get("prompts", args[0] if args else []))
+        name = getattr(reward_func, "__name__", repr(reward_func))
+        scores, feedback = split_reward_outputs(outputs, expected, name)
+        trainer._feedback[index] = feedback
+        return scores
+
+    return wrapped
+
+
+def split_reward_outputs(outputs, expected: int, name: str = "reward function"):
+    """Turn a reward function's outputs into (scores, feedback), with errors that name the fix.
+
+    Accepted per completion: a float/int, None (unscorable, as TRL allows) or {"score": x, "feedback": str}.
+    """
+    if not isinstance(outputs, (list, tuple)):
+        raise TypeError(f"{name} returned {type(outputs).__name__}; return a list with one score (or "
+                        f'{{"score", "feedback"}} dict) per completion')
+    if len(outputs) != expected:
+        raise ValueError(f"{name} returned {len(outputs)} results for {expected} completions; return exactly one "
+                         "per completion, in order")
+    scores, feedback = [], []
+    for i, out in enumerate(outputs):
+        fb = None
+        if isinstance(out, dict):
+            if "score" not in out:
+                raise ValueError(f'{name} returned a dict without "score" at index {i}: {out!r}; use '
+                                 '{"score": float, "feedback": str}')
+            out, fb = out["score"], out.get("feedback")
+            if fb is not None and not isinstance(fb, str):
+                raise TypeError(f"{name}: feedback at index {i} is {type(fb).__name__}; it must be a string or None")
+        if out is not None:
+            if isinstance(out, bool) or not isinstance(out, (int, float)) and not (
+                    isinstance(out, torch.Tensor) and out.numel() == 1):
+                raise TypeError(f"{name} returned a {type(out).__name__} score at index {i} ({out!r}); scores must "
+                                "be numbers (or None for an unscorable completion)")
+            out = float(out)
+            if math.isnan(out):
+                raise ValueError(f"{name} returned NaN at index {i}; return None to mark an unscorable completion")
+        scores.append(out)
+        feedback.append(fb)
+    return scores, feedback
+
+
+def _check_dataset(dataset, processing_class):
+    """Fail early, with the fix, on data the trainer cannot use."""
+    if dataset is None or not hasattr(dataset, "column_names"):
+        return
+    if "prompt" not in dataset.column_names:
+        raise ValueError(f"the training dataset needs a 'prompt' column (it has {dataset.column_names}); rename your "
+                         "question column to 'prompt' (a string, or a list of chat messages)")
+    first = dataset[0]["prompt"] if len(dataset) else None
+    if isinstance(first, list) and processing_class is not None:
+        tok = getattr(processing_class, "tokenizer", processing_class)
+        if getattr(tok, "chat_template", None) is None:
+            raise ValueError("the dataset has conversational prompts but the tokenizer has no chat template; set "
+                             "tokenizer.chat_template or use plain-string prompts")
+
+
+class _TeacherUpdate(TrainerCallback):
+    """After every `ema_update_every` optimiser steps, move the EMA teacher towards the student."""
+
+    def __init__(self, trainer: SDPOTrainer):
+        self.trainer = trainer
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step % self.trainer.sdpo.ema_update_every == 0:
+            self.trainer.teacher.update()
