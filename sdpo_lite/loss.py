@@ -153,8 +153,10 @@ class StudentSupport:
 
 
 def _head_logprobs(hidden, weight, bias, temperature):
-    """(N, H) hidden states -> (N, V) fp32 log-probs at the sampling temperature."""
-    logits = F.linear(hidden, weight, bias).float() / temperature
+    """(N, H) hidden states -> (N, V) log-probs at the sampling temperature, in fp32 at least (bf16 log-softmax
+    over 50k+ tokens loses the small probabilities the divergence is made of)."""
+    logits = F.linear(hidden, weight, bias)
+    logits = logits.to(torch.promote_types(logits.dtype, torch.float32)) / temperature
     return torch.log_softmax(logits, dim=-1)
 
 

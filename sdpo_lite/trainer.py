@@ -30,6 +30,7 @@ from accelerate.utils import gather, gather_object
 from transformers import TrainerCallback
 from trl import GRPOTrainer
 
+from sdpo_lite import trl_cpu
 from sdpo_lite.config import SDPOConfig
 from sdpo_lite.loss import divergence_on_support, student_topk_logprobs, teacher_logprobs_at
 from sdpo_lite.reprompt import (RolloutRecord, demonstration_text, left_pad, plan_teachers, render_teacher_prompt,
@@ -37,6 +38,7 @@ from sdpo_lite.reprompt import (RolloutRecord, demonstration_text, left_pad, pla
 from sdpo_lite.teacher import Teacher, backbone_hidden_states, is_peft
 
 logger = logging.getLogger(__name__)
+trl_cpu.install()  # TRL 1.15's fused LM head needs Triton; without it (CPU) we supply a PyTorch version
 
 
 class SDPOTrainer(GRPOTrainer):

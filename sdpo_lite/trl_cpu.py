@@ -1,0 +1,61 @@
+"""Make TRL 1.15's fused LM head run without Triton (CPU machines, laptops, CI).
+
+TRL 1.15's GRPOTrainer computes per-token log-probs with a fused LM head whose kernel is written in Triton.
+PyTorch's CPU wheels ship no Triton, so there `trl.trainer.utils._ChunkedLogProbFunction` is None and the first
+training step fails with "'NoneType' object has no attribute 'apply'". We fill that one empty slot with the same
+computation in plain PyTorch: rows of hidden states are projected through the LM head a chunk at a time inside an
+activation checkpoint, so the (tokens x vocabulary) logits never exist for the whole batch, as in the kernel.
+Nothing is replaced where Triton is available.
+"""
+from __future__ import annotations
+
+import torch
+from torch.utils.checkpoint import checkpoint
+
+ROWS_PER_CHUNK = 256
+
+
+def _chunk(hidden, weight, bias, targets, temperature, softcap, logit_scale, outputs):
+    logits = torch.nn.functional.linear(hidden, weight, bias).float() * logit_scale
+    if softcap is not None:
+        logits = softcap * torch.tanh(logits / softcap)
+    logits = logits / temperature  # (n, V)
+    log_z = torch.logsumexp(logits, dim=-1)
+    target = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    logp = logits - log_z.unsqueeze(-1)
+    result = [target - log_z]
+    result.append(-(logp.exp() * logp).sum(-1) if "entropy" in outputs else None)
+    with torch.no_grad():
+        result.append(torch.logsumexp(2 * logp, dim=-1) if "log_sum_sq_probs" in outputs else None)
+        result.append(logits.mean(-1) if "mean_logits" in outputs else None)
+        if "is_top1" in outputs:
+            result.append(logits.argmax(-1) == targets)
+        else:
+            result.append(None)
+    return tuple(result)
+
+
+class TorchChunkedLogProb:
+    """Drop-in for TRL's `ChunkedLogProbFunction.apply(...)`, in plain PyTorch."""
+
+    @staticmethod
+    def apply(hidden, weight, bias, targets, temperature, chunk_size, final_logit_softcapping=None, logit_scale=1.0,
+              outputs=("entropy",)):
+        parts = []
+        for start in range(0, hidden.shape[0], ROWS_PER_CHUNK):
+            args = (hidden[start:start + ROWS_PER_CHUNK], weight, bias, targets[start:start + ROWS_PER_CHUNK],
+                    temperature, final_logit_softcapping, logit_scale, outputs)
+            parts.append(checkpoint(_chunk, *args, use_reentrant=False) if torch.is_grad_enabled() else _chunk(*args))
+        if not parts:  # no valid label in the batch
+            empty = hidden.sum(-1)[:0].float()
+            return (empty, empty if "entropy" in outputs else None, None, None, None)
+        return tuple(None if p[0] is None else torch.cat(p) for p in zip(*parts))
+
+
+def install() -> bool:
+    """Fill TRL's empty kernel slot when Triton is missing. Returns True when the fallback is in use."""
+    import trl.trainer.utils as trl_utils
+
+    if getattr(trl_utils, "_ChunkedLogProbFunction", None) is None:
+        trl_utils._ChunkedLogProbFunction = TorchChunkedLogProb
+    return trl_utils._ChunkedLogProbFunction is TorchChunkedLogProb
