@@ -1,0 +1,109 @@
+#!/usr/bin/env python3
+"""SDPO vs GRPO (and their blend) on the course's addition task, several seeds, one table.
+
+    .venv/bin/python benchmarks/addition_compare.py --seeds 0 1 2              # the README table (CPU, ~1 h)
+    .venv/bin/python benchmarks/addition_compare.py --methods sdpo --lr 3e-5 1e-4 --seeds 0   # a learning-rate sweep
+
+Every run starts from the same weights (the profile's model), trains for the same number of steps on the 50
+training problems, and is scored greedily on the held-out split. Reported per run: held-out accuracy before and
+after, the training success rate over the last 5 steps, the first step whose 5-step mean success reaches
+--target, the fraction of rollouts that had a teacher, and wall time.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+
+def make_method(name: str, a):
+    from sdpo_lite import SDPOConfig
+    from sdpo_lite.rewards import addition_reward, addition_reward_rich
+
+    reward = addition_reward_rich if a.reward == "rich" else addition_reward
+    if name == "grpo":
+        return SDPOConfig(enabled=False), addition_reward
+    common = dict(alpha=a.alpha, distillation_topk=a.topk, ema_tau=a.ema, teacher_mode=a.teacher)
+    if name == "sdpo":
+        return SDPOConfig(**common), reward
+    if name == "blend":
+        return SDPOConfig(grpo_weight=a.lam, **common), reward
+    raise ValueError(name)
+
+
+def first_step_reaching(series, target, window=5):
+    for j in range(len(series)):
+        chunk = series[max(0, j - window + 1):j + 1]
+        if len(chunk) == window and sum(chunk) / window >= target:
+            return j + 1
+    return None
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--methods", nargs="+", default=["grpo", "sdpo", "blend"])
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    ap.add_argument("--profile", default=None, help="cpu | gpu | tiny (default: from the hardware)")
+    ap.add_argument("--steps", type=int)
+    ap.add_argument("--lr", nargs="+", type=float, help="learning rates to sweep (default: the profile's)")
+    ap.add_argument("--grpo-lr", type=float, help="learning rate for GRPO (default: the profile's)")
+    ap.add_argument("--alpha", type=float, default=0.5)
+    ap.add_argument("--topk", type=int, default=100)
+    ap.add_argument("--ema", type=float, default=0.05)
+    ap.add_argument("--teacher", default="ema")
+    ap.add_argument("--lam", type=float, default=0.5, help="grpo_weight of the blend")
+    ap.add_argument("--reward", choices=["rich", "plain"], default="rich")
+    ap.add_argument("--target", type=float, default=0.5, help="training success rate for 'steps to reach'")
+    ap.add_argument("--json", type=Path)
+    a = ap.parse_args()
+
+    from sdpo_lite.course import choose_profile, train_run
+    from sdpo_lite.evaluate import accuracy
+    from sdpo_lite.models import load_model
+
+    profile = choose_profile(a.profile, **({"steps": a.steps} if a.steps else {}))
+    print(profile.describe(), flush=True)
+    model, tok = load_model(profile.model_name)
+    before = accuracy(model, tok, "addition", "heldout", limit=profile.eval_limit, progress=False).accuracy
+    del model
+    print(f"held-out accuracy before training: {before:.1%}", flush=True)
+    rows = []
+    for method in a.methods:
+        lrs = [a.grpo_lr or profile.learning_rate] if method == "grpo" else (a.lr or [profile.learning_rate])
+        for lr in lrs:
+            for seed in a.seeds:
+                sdpo, reward = make_method(method, a)
+                t0 = time.perf_counter()
+                run = train_run(method, profile, reward, sdpo=sdpo, seed=seed, learning_rate=lr, disable_tqdm=True)
+                success = run.series("reward")
+                row = {"method": method, "lr": lr, "seed": seed, "before": before, "after": run.accuracy,
+                       "train_success_last5": statistics.mean(success[-5:]),
+                       "steps_to_target": first_step_reaching(success, a.target),
+                       "teacher_fraction": 0.0 if method == "grpo" else statistics.mean(run.series("sdpo/frac_with_teacher") or [0]),
+                       "seconds": time.perf_counter() - t0, "success": success}
+                rows.append(row)
+                print(f"{method:6s} lr {lr:g} seed {seed}: held-out {before:.1%} -> {run.accuracy:.1%}, train success "
+                      f"(last 5) {row['train_success_last5']:.2f}, steps to {a.target:.0%}: {row['steps_to_target']}, "
+                      f"teacher {row['teacher_fraction']:.0%}, {row['seconds']:.0f} s", flush=True)
+                if a.json:
+                    a.json.write_text(json.dumps({"args": vars(a) | {"json": str(a.json)}, "profile": profile.describe(),
+                                                  "rows": rows}, indent=1))
+    print(f"\n{profile.describe()}; reward: {a.reward}; alpha {a.alpha}, top-{a.topk}, EMA {a.ema}, blend lambda {a.lam}\n")
+    print("| method | lr | held-out before | held-out after (mean, min-max over seeds) | train success, last 5 steps "
+          f"| steps to {a.target:.0%} train success | rollouts with a teacher |")
+    print("|---|---|---|---|---|---|---|")
+    for method in a.methods:
+        for lr in sorted({r["lr"] for r in rows if r["method"] == method}):
+            rs = [r for r in rows if r["method"] == method and r["lr"] == lr]
+            after = [r["after"] for r in rs]
+            steps = [r["steps_to_target"] for r in rs]
+            print(f"| {method} | {lr:g} | {before:.1%} | {statistics.mean(after):.1%} ({min(after):.1%}-{max(after):.1%}) "
+                  f"| {statistics.mean(r['train_success_last5'] for r in rs):.2f} | "
+                  f"{', '.join('-' if s is None else str(s) for s in steps)} | "
+                  f"{statistics.mean(r['teacher_fraction'] for r in rs):.0%} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,209 @@
+"""Reward functions that return a score *and* feedback, ready for TRL's ``reward_funcs``.
+
+SDPO learns from feedback: the teacher sees "Test failed: add(1, 2) expected 3, got 0", not just
+0.0. So each function here returns, per completion, ``{"score": float, "feedback": str}``. The
+SDPO trainer unwraps these (scores go to TRL, feedback goes to the teacher prompt).
+
+TRL calls a reward function as ``f(prompts=..., completions=..., completion_ids=...,
+**dataset_columns, trainer_state=..., log_extra=..., log_metric=...)``: every dataset column arrives
+as a list with one entry per completion, and there are extra keyword arguments we do not need,
+hence ``**kwargs`` everywhere. Completions are strings for plain-text datasets and lists of chat
+messages (``[{"role": "assistant", "content": "..."}]``) for conversational ones;
+:func:`completion_text` handles both.
+
+The feedback strings are built only from the completion, the prompt and the dataset's tests, and
+the sandboxed child gets an empty environment, so the trainer's environment variables (API keys,
+tokens) can never leak into feedback and from there into a training prompt.
+"""
+from __future__ import annotations
+
+import json
+import re
+
+from sdpo_lite.sandbox import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT, run_batch
+
+__all__ = [
+    "completion_text",
+    "extract_code",
+    "code_execution_reward",
+    "addition_reward",
+    "addition_reward_rich",
+    "make_addition_reward",
+]
+
+MAX_FEEDBACK_CHARS = 400
+
+
+# ----------------------------------------------------------------------------------------------
+# Helpers
+# ----------------------------------------------------------------------------------------------
+def completion_text(completion) -> str:
+    """The text of a completion: a string, a chat-message list, a single message, or content parts.
+
+    For a message list we join the assistant messages (normally there is exactly one).
+    """
+    if completion is None:
+        return ""
+    if isinstance(completion, str):
+        return completion
+    if isinstance(completion, dict):
+        return _content_text(completion.get("content", ""))
+    if isinstance(completion, (list, tuple)):
+        messages = [m for m in completion if isinstance(m, dict)]
+        assistant = [m for m in messages if m.get("role", "assistant") == "assistant"]
+        chosen = assistant or messages[-1:]
+        return "\n".join(_content_text(m.get("content", "")) for m in chosen)
+    return str(completion)
+
+
+def _content_text(content) -> str:
+    """Message content may be a string or a list of parts like ``{"type": "text", "text": ...}``."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(p.get("text", "") if isinstance(p, dict) else str(p) for p in content)
+    return "" if content is None else str(content)
+
+
+def _prompt_text(prompt) -> str:
+    """The last user message of a chat prompt, or the prompt string itself."""
+    if isinstance(prompt, (list, tuple)):
+        users = [m for m in prompt if isinstance(m, dict) and m.get("role") == "user"]
+        chosen = users[-1:] or [m for m in prompt if isinstance(m, dict)][-1:]
+        return "\n".join(_content_text(m.get("content", "")) for m in chosen)
+    return completion_text(prompt)
+
+
+_FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+.-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
+
+
+def extract_code(text: str) -> str:
+    """The program in a completion: the first fenced block if there is one, else the whole text.
+
+    A reasoning model's ``<think>...</think>`` part is dropped first. A fence the model never
+    closed (generation hit the token limit) still counts: we take everything after it.
+    """
+    text = text or ""
+    if "</think>" in text:
+        text = text.rsplit("</think>", 1)[1]
+    match = _FENCE.search(text)
+    if match:
+        return match.group(2).rstrip() + "\n"
+    return text
+
+
+def _per_sample(value, n: int, name: str) -> list:
+    """A dataset column is one entry per completion; a single value is broadcast to all."""
+    if isinstance(value, (list, tuple)) and len(value) == n and not (
+        name == "tests" and value and all(isinstance(v, dict) and "args" in v for v in value)
+    ):
+        return list(value)
+    if value is None:
+        raise ValueError(f"code_execution_reward needs the dataset column {name!r}")
+    return [value] * n
+
+
+def _clip(text: str, limit: int = MAX_FEEDBACK_CHARS) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _log(log_metric, name: str, value: float) -> None:
+    if callable(log_metric):
+        try:
+            log_metric(name, value)
+        except Exception:  # noqa: BLE001 - logging must never break a training step
+            pass
+
+
+# ----------------------------------------------------------------------------------------------
+# Code execution
+# ----------------------------------------------------------------------------------------------
+def code_execution_reward(prompts, completions, entry_point=None, tests=None, *, timeout: float = DEFAULT_TIMEOUT,
+                          memory_mb: int = DEFAULT_MEMORY_MB, log_metric=None, **kwargs) -> list[dict]:
+    """1.0 when the completion's code passes every test, else 0.0, with specific feedback.
+
+    ``entry_point`` and ``tests`` are dataset columns (one entry per completion); ``tests`` entries
+    are lists of ``{"args": [...], "expected": ...}`` or that list as a JSON string (Arrow cannot
+    store a column whose ``expected`` is sometimes an int and sometimes a list, so datasets often
+    keep tests as JSON text). Completions run in parallel, each in its own sandboxed process
+    (see :mod:`sdpo_lite.sandbox`).
+
+    Feedback examples: "All 3 tests passed."; "Test failed: add(1, 2) expected 3, got 0\\n1/3 tests
+    passed."; "Timed out after 4 s while running add(1, 2).\\n0/3 tests passed.".
+    """
+    n = len(completions)
+    entry_points = _per_sample(entry_point, n, "entry_point")
+    test_lists = _per_sample(tests, n, "tests")
+    jobs = []
+    for completion, ep, ts in zip(completions, entry_points, test_lists):
+        if isinstance(ts, str):
+            ts = json.loads(ts)
+        jobs.append((extract_code(completion_text(completion)), str(ep), ts))
+    results = run_batch(jobs, timeout=timeout, memory_mb=memory_mb)
+    out = []
+    for (code, _ep, _ts), res in zip(jobs, results):
+        if not code.strip():
+            feedback = f"No code found in the answer.\n0/{res.total} tests passed."
+        else:
+            feedback = res.message
+        out.append({"score": res.score, "feedback": _clip(feedback)})
+    if results:
+        _log(log_metric, "code/pass_fraction", sum(r.pass_fraction for r in results) / len(results))
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Addition
+# ----------------------------------------------------------------------------------------------
+_INTEGER = re.compile(r"(?<!\d)-?\d+")
+_OPERANDS = re.compile(r"(-?\d+)\s*\+\s*(-?\d+)")
+
+
+def _last_integer(text: str) -> int | None:
+    """The LAST integer in the text (chatty models restate the question first), or None.
+
+    A minus sign right after a digit is subtraction, not a sign: in "5-3" the last integer is 3.
+    """
+    matches = _INTEGER.findall(text or "")
+    return int(matches[-1]) if matches else None
+
+
+def _addition_feedback(prompt, answer: int | None, expected: int, rich: bool) -> str:
+    if answer == expected:
+        return "Correct!"
+    if not rich:
+        return "Wrong."
+    ops = _OPERANDS.search(_prompt_text(prompt))
+    truth = f"{ops.group(1)} + {ops.group(2)} = {expected}" if ops else f"the answer is {expected}"
+    wrote = "your answer had no number" if answer is None else f"you wrote {answer}"
+    return f"Wrong: {truth}, {wrote}"
+
+
+def make_addition_reward(rich: bool = False):
+    """An addition reward; ``rich=True`` gives feedback with the right sum, plain gives "Wrong."."""
+
+    def reward(prompts, completions, expected=None, log_metric=None, **kwargs) -> list[dict]:
+        if expected is None:
+            raise ValueError("addition reward needs the dataset column 'expected'")
+        targets = _per_sample(expected, len(completions), "expected")
+        prompt_list = _per_sample(prompts, len(completions), "prompts") if prompts is not None else [""] * len(completions)
+        out = []
+        for prompt, completion, target in zip(prompt_list, completions, targets):
+            answer = _last_integer(completion_text(completion))
+            target = int(target)
+            out.append({"score": 1.0 if answer == target else 0.0,
+                        "feedback": _addition_feedback(prompt, answer, target, rich)})
+        if out:
+            _log(log_metric, "addition/accuracy", sum(r["score"] for r in out) / len(out))
+        return out
+
+    reward.__name__ = reward.__qualname__ = "addition_reward_rich" if rich else "addition_reward"
+    reward.__doc__ = (
+        f"Addition reward ({'rich' if rich else 'plain'} feedback): 1.0 when the last integer in the "
+        "completion equals `expected`. Feedback: " + ("'Wrong: 23 + 45 = 68, you wrote 67'." if rich else "'Correct!' / 'Wrong.'.")
+    )
+    return reward
+
+
+addition_reward = make_addition_reward(rich=False)
+addition_reward_rich = make_addition_reward(rich=True)
