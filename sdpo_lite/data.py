@@ -1,0 +1,200 @@
+"""Tasks: small, versioned JSONL files in ``data/`` turned into ``datasets.Dataset`` objects.
+
+Every task is a folder ``data/<task>/`` with one ``<split>.jsonl`` per split (``train``, ``heldout``).
+The files are generated once by a script kept next to them and committed, so every run of the course
+trains and evaluates on exactly the same problems (see ``data/README.md``).
+
+Each task registers the fields a row must have (and their types) and the function that checks a
+model's answer. Loading validates every row, so a broken file fails at once with the file, line and
+field to fix, rather than as a ``KeyError`` deep inside a training step.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:  # datasets is imported lazily: it is slow to import and the checkers don't need it
+    from datasets import Dataset
+
+__all__ = [
+    "TaskSpec",
+    "TASKS",
+    "register_task",
+    "data_root",
+    "task_path",
+    "read_rows",
+    "load_task",
+    "to_conversational",
+    "addition_answer",
+    "check_addition",
+]
+
+
+# --------------------------------------------------------------------------------------------------
+# The task registry
+# --------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TaskSpec:
+    """What a task's rows look like and how an answer is judged.
+
+    ``fields`` maps each required field to its type (or tuple of types); extra fields are allowed.
+    ``checker(completion, row[answer_field])`` says whether a model's completion is correct.
+    """
+
+    fields: dict[str, type | tuple[type, ...]]
+    checker: Callable[[str, Any], bool] | None = None
+    answer_field: str = "expected"
+    description: str = ""
+    splits: tuple[str, ...] = field(default=("train", "heldout"))
+
+
+TASKS: dict[str, TaskSpec] = {}
+
+
+def register_task(name: str, spec: TaskSpec) -> TaskSpec:
+    """Add (or replace) a task, e.g. ``register_task("parity", TaskSpec({...}, checker=...))``."""
+    TASKS[name] = spec
+    return spec
+
+
+# --------------------------------------------------------------------------------------------------
+# Files
+# --------------------------------------------------------------------------------------------------
+def data_root(data_dir: str | os.PathLike | None = None) -> Path:
+    """The folder holding the tasks: ``data_dir``, else ``$SDPO_DATA``, else the repository's ``data/``."""
+    if data_dir is not None:
+        return Path(data_dir)
+    if os.environ.get("SDPO_DATA"):
+        return Path(os.environ["SDPO_DATA"])
+    return Path(__file__).resolve().parent.parent / "data"
+
+
+def task_path(name: str, split: str, data_dir: str | os.PathLike | None = None) -> Path:
+    """Path of a task split's JSONL file (it need not exist yet)."""
+    return data_root(data_dir) / name / f"{split}.jsonl"
+
+
+def _type_name(expected: type | tuple[type, ...]) -> str:
+    types = expected if isinstance(expected, tuple) else (expected,)
+    return " or ".join(t.__name__ for t in types)
+
+
+def _check_type(value: Any, expected: type | tuple[type, ...]) -> bool:
+    """isinstance, except that a bool is not accepted as an int (``True`` is not a sum)."""
+    types = expected if isinstance(expected, tuple) else (expected,)
+    if isinstance(value, bool) and bool not in types:
+        return False
+    return isinstance(value, types)
+
+
+def read_rows(path: str | os.PathLike, spec: TaskSpec | None = None) -> list[dict]:
+    """Read a JSONL file, validating each row against ``spec``; blank lines are skipped.
+
+    Raises ``ValueError`` naming the file, the (1-based) line number and the offending field.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such task file")
+    rows: list[dict] = []
+    seen_uids: dict[Any, int] = {}
+    with path.open(encoding="utf-8") as handle:
+        for lineno, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            where = f"{path}, line {lineno}"
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{where}: not valid JSON ({err.msg})") from None
+            if not isinstance(row, dict):
+                raise ValueError(f"{where}: expected a JSON object, got {type(row).__name__}")
+            for name, expected in (spec.fields if spec else {}).items():
+                if name not in row:
+                    raise ValueError(f"{where}: missing required field {name!r}")
+                if not _check_type(row[name], expected):
+                    raise ValueError(
+                        f"{where}: field {name!r} must be {_type_name(expected)}, "
+                        f"got {type(row[name]).__name__} ({row[name]!r})"
+                    )
+            if "uid" in row:
+                if row["uid"] in seen_uids:
+                    raise ValueError(f"{where}: field 'uid' duplicates line {seen_uids[row['uid']]} ({row['uid']!r})")
+                seen_uids[row["uid"]] = lineno
+            rows.append(row)
+    return rows
+
+
+def load_task(name: str, split: str = "train", data_dir: str | os.PathLike | None = None) -> "Dataset":
+    """Load a registered task's split as a ``datasets.Dataset`` (columns as in the file)."""
+    from datasets import Dataset
+
+    if name not in TASKS:
+        raise ValueError(f"unknown task {name!r}; registered tasks: {sorted(TASKS)}")
+    rows = read_rows(task_path(name, split, data_dir), TASKS[name])
+    if not rows:
+        raise ValueError(f"{task_path(name, split, data_dir)}: the file has no rows")
+    return Dataset.from_list(rows)
+
+
+def to_conversational(
+    dataset: "Dataset", system: str | None = None, column: str = "prompt"
+) -> "Dataset":
+    """Turn a plain-text ``prompt`` column into chat messages (TRL's conversational format).
+
+    ``"What is 2 + 3?"`` becomes ``[{"role": "user", "content": "What is 2 + 3?"}]`` (with a system
+    message first when ``system`` is given). TRL then applies the model's chat template itself, and
+    the other columns are kept, because TRL passes them on to the reward functions.
+    """
+    from datasets import Dataset
+
+    def messages(text: str) -> list[dict[str, str]]:
+        head = [{"role": "system", "content": system}] if system else []
+        return head + [{"role": "user", "content": text}]
+
+    # from_list rather than .map: same result for these small sets, without a progress bar.
+    return Dataset.from_list([{**row, column: messages(row[column])} for row in dataset])
+
+
+# --------------------------------------------------------------------------------------------------
+# The addition task
+# --------------------------------------------------------------------------------------------------
+# An integer, optionally negative (a minus right after a digit is subtraction, not a sign), optionally
+# with thousands separators, optionally followed by a decimal part (so "68.5" is not read as "5").
+_NUMBER = re.compile(r"(?<!\d)(-?)(\d{1,3}(?:,\d{3})+|\d+)(?:\.(\d+))?")
+
+
+def addition_answer(text: str) -> int | None:
+    """The model's answer: the LAST number in the text, as an int, or None.
+
+    The last number, because chatty models restate the question first: SmolLM2 writes
+    "27 + 82 equals 109." A number with a non-zero fractional part ("68.5") is not an integer answer
+    and gives None; "68.0" counts as 68.
+    """
+    matches = list(_NUMBER.finditer(text or ""))
+    if not matches:
+        return None
+    sign, digits, fraction = matches[-1].groups()
+    if fraction and set(fraction) != {"0"}:
+        return None
+    value = int(digits.replace(",", ""))
+    return -value if sign else value
+
+
+def check_addition(text: str, expected: int) -> bool:
+    """Whether the completion's answer equals ``expected``."""
+    answer = addition_answer(text)
+    return answer is not None and answer == int(expected)
+
+
+register_task(
+    "addition",
+    TaskSpec(
+        fields={"uid": str, "prompt": str, "expected": int},
+        checker=check_addition,
+        description="Two-digit addition: 'What is 23 + 45? Answer with just the number.' -> 68",
+    ),
+)
