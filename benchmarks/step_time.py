@@ -34,7 +34,7 @@ def plain_scores(prompts, completions, **kwargs):
     return [float(i % 2 == 0) for i in range(len(completions))]
 
 
-def run_one(name: str, model_name: str, tokens: int, steps: int) -> dict:
+def run_one(name: str, model_name: str, tokens: int, steps: int, batch: int = 16, accum: int = 1) -> dict:
     import torch
     from transformers import TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
@@ -47,7 +47,8 @@ def run_one(name: str, model_name: str, tokens: int, steps: int) -> dict:
     torch.manual_seed(0)
     model, tok = load_model(model_name)
     dataset = to_conversational(load_task("addition", "train"))
-    common = dict(output_dir=f"/tmp/sdpo_bench_{name}", per_device_train_batch_size=16, num_generations=4,
+    common = dict(output_dir=f"/tmp/sdpo_bench_{name}", per_device_train_batch_size=batch, num_generations=4,
+                  gradient_accumulation_steps=accum,
                   max_completion_length=tokens, max_steps=steps, learning_rate=1e-6, report_to=[], seed=0,
                   save_strategy="no", logging_steps=1, disable_tqdm=True, temperature=1.0,
                   **precision_flags())
@@ -87,6 +88,8 @@ def run_one(name: str, model_name: str, tokens: int, steps: int) -> dict:
     return {"trainer": name, "tokens": tokens, "step_times": times,
             "median_step_s": statistics.median(times[1:] if len(times) > 1 else times),
             "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2,
+            "peak_gpu_gib": torch.cuda.max_memory_allocated() / 1024 ** 3 if torch.cuda.is_available() else None,
+            "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
             "teacher_fraction": None if teacher_frac is None else statistics.mean(x or 0.0 for x in teacher_frac),
             "mean_completion_len": statistics.mean(h["completions/mean_length"] for h in logs)}
 
@@ -96,18 +99,20 @@ def main():
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--tokens", type=int, nargs="+", default=[32, 128])
     ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--batch", type=int, default=16, help="rollouts per device per micro-batch (4 prompts x 4)")
+    ap.add_argument("--accum", type=int, default=1, help="gradient accumulation steps")
     ap.add_argument("--trainers", nargs="+", default=list(TRAINERS), choices=TRAINERS)
     ap.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one trainer in this process
     ap.add_argument("--json", type=Path, help="also write the results here")
     a = ap.parse_args()
     if a.one:
-        print("RESULT " + json.dumps(run_one(a.one, a.model, a.tokens[0], a.steps)))
+        print("RESULT " + json.dumps(run_one(a.one, a.model, a.tokens[0], a.steps, a.batch, a.accum)))
         return
     results = []
     for tokens in a.tokens:
         for name in a.trainers:
             cmd = [sys.executable, __file__, "--one", name, "--model", a.model, "--tokens", str(tokens),
-                   "--steps", str(a.steps)]
+                   "--steps", str(a.steps), "--batch", str(a.batch), "--accum", str(a.accum)]
             proc = subprocess.run(cmd, capture_output=True, text=True)
             line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
             if proc.returncode or not line:
@@ -115,17 +120,20 @@ def main():
                 continue
             results.append(json.loads(line[0][7:]))
             r = results[-1]
-            print(f"  {name:10s} {tokens:4d} tokens: {r['median_step_s']:.2f} s/step, {r['peak_rss_gb']:.2f} GB",
+            gpu = f", GPU peak {r['peak_gpu_gib']:.2f} GiB" if r["peak_gpu_gib"] is not None else ""
+            print(f"  {name:10s} {tokens:4d} tokens: {r['median_step_s']:.2f} s/step, RSS {r['peak_rss_gb']:.2f} GB{gpu}",
                   flush=True)
-    print(f"\nModel {a.model}, 4 prompts x 4 generations, top-100 + tail, alpha 0.5, EMA 0.05, {a.steps} steps "
-          "(median of steps 2+)\n")
-    print("| tokens | trainer | s/step | x GRPO | peak RSS (GB) | rollouts with a teacher | mean completion length |")
-    print("|---|---|---|---|---|---|---|")
+    device = results[0]["device"] if results else "?"
+    print(f"\nModel {a.model} on {device}, {a.batch} rollouts (4 generations each) x {a.accum} accumulation step(s), "
+          f"top-100 + tail, alpha 0.5, EMA 0.05, {a.steps} steps (median of steps 2+)\n")
+    print("| tokens | trainer | s/step | x GRPO | peak RSS (GB) | peak GPU (GiB) | rollouts with a teacher | mean completion length |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in results:
         base = next((x for x in results if x["trainer"] == "grpo" and x["tokens"] == r["tokens"]), None)
         ratio = f"{r['median_step_s'] / base['median_step_s']:.2f}" if base else "-"
         tf = "-" if r["teacher_fraction"] is None else f"{r['teacher_fraction']:.0%}"
-        print(f"| {r['tokens']} | {r['trainer']} | {r['median_step_s']:.2f} | {ratio} | {r['peak_rss_gb']:.2f} | "
+        gpu = "-" if r["peak_gpu_gib"] is None else f"{r['peak_gpu_gib']:.2f}"
+        print(f"| {r['tokens']} | {r['trainer']} | {r['median_step_s']:.2f} | {ratio} | {r['peak_rss_gb']:.2f} | {gpu} | "
               f"{tf} | {r['mean_completion_len']:.1f} |")
     if a.json:
         a.json.write_text(json.dumps(results, indent=1))

@@ -81,7 +81,7 @@ class SDPOConfig:
     feedback_template: str = FEEDBACK_TEMPLATE
     max_reprompt_length: int = 10240
     reprompt_truncation: str = "left"
-    logits_chunk_size: int = 1024
+    logits_chunk_size: int = 256
 
     def __post_init__(self):
         problems = list(_problems(self))

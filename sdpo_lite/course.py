@@ -21,8 +21,10 @@ class Profile:
     prompts_per_step: int
     num_generations: int
     max_completion_length: int
-    learning_rate: float
+    learning_rate: float  # GRPO's
     eval_limit: int | None  # held-out problems to score (None = all)
+    sdpo_learning_rate: float = 1e-5  # the distillation loss wants a smaller step than GRPO (see the benchmark)
+    blend_weight: float = 0.5  # lambda of the GRPO+SDPO blend
     temperature: float = 1.0
     note: str = ""
 
@@ -34,11 +36,14 @@ class Profile:
 
 PROFILES = {
     "cpu": Profile("cpu", "smollm2-135m", steps=24, prompts_per_step=1, num_generations=8, max_completion_length=16,
-                   learning_rate=3e-5, eval_limit=None, note="about 10 minutes for the whole notebook on 2 cores"),
+                   learning_rate=3e-5, eval_limit=None, sdpo_learning_rate=1e-5,
+                   note="about 10 minutes for the whole notebook on 2 cores"),
     "gpu": Profile("gpu", "Qwen/Qwen2.5-0.5B-Instruct", steps=100, prompts_per_step=4, num_generations=8,
-                   max_completion_length=32, learning_rate=1e-5, eval_limit=None, note="a free T4 or better"),
+                   max_completion_length=32, learning_rate=1e-5, eval_limit=None, sdpo_learning_rate=5e-6,
+                   note="a free T4 or better; not yet tuned on a GPU"),
     "tiny": Profile("tiny", "tiny", steps=3, prompts_per_step=1, num_generations=4, max_completion_length=8,
-                    learning_rate=1e-3, eval_limit=16, note="development only: random weights, numbers mean nothing"),
+                    learning_rate=1e-3, eval_limit=16, sdpo_learning_rate=1e-3,
+                    note="development only: random weights, numbers mean nothing"),
 }
 
 
@@ -109,6 +114,36 @@ def train_run(label: str, profile: Profile, reward_funcs, *, sdpo: SDPOConfig | 
     return result
 
 
+def summarise_runs(runs: list[RunResult], before: float | None = None) -> None:
+    """Print each run's numbers (and record them for `make run`'s summary): accuracy, success, teacher coverage."""
+    from sdpo_lite.evaluate import record_result
+
+    print(f"{'run':24} {'held-out':>9} {'train success':>14} {'with teacher':>13} {'with demo':>10} {'minutes':>8}")
+    for run in runs:
+        mean = lambda key: sum(run.series(key)) / max(len(run.history), 1)  # noqa: E731
+        last = run.series("reward")[-5:]
+        print(f"{run.label:24} {run.accuracy:>9.1%} {sum(last) / max(len(last), 1):>14.2f} "
+              f"{mean('sdpo/frac_with_teacher') if run.trainer.sdpo.enabled else float('nan'):>13.0%} "
+              f"{mean('sdpo/frac_with_demo') if run.trainer.sdpo.enabled else float('nan'):>10.0%} "
+              f"{run.seconds / 60:>8.1f}")
+        record_result(f"heldout_after_{run.label.split()[0].lower()}", round(run.accuracy, 4))
+    if before is not None:
+        print(f"held-out accuracy before training: {before:.1%}; train success = mean of the last 5 steps "
+              "(sampled at temperature 1)")
+
+
+def print_rollouts(records, limit: int = 3, width: int = 400) -> None:
+    """Print rollouts of one step: completion, score, feedback and (shortened) the prompt the teacher read."""
+    for i, r in enumerate(records[:limit]):
+        kind = "demo + feedback" if r.demo_used and r.feedback_used else "demo" if r.demo_used else (
+            "feedback" if r.feedback_used else "no teacher")
+        print(f"--- rollout {i} (group {r.group}) score {r.score} [{kind}]")
+        print(f"completion: {r.completion!r}")
+        print(f"feedback:   {r.feedback!r}")
+        if r.teacher_message:
+            print("teacher read:", r.teacher_message[:width].replace("\n", "\n    "))
+
+
 def plot_comparison(runs: list[RunResult], before: float | None = None, *, key: str = "reward", window: int = 5):
     """Left: training success rate per step (moving average). Right: held-out accuracy before/after per run."""
     import matplotlib.pyplot as plt
@@ -130,4 +165,87 @@ def plot_comparison(runs: list[RunResult], before: float | None = None, *, key: 
         right.text(bar.get_x() + bar.get_width() / 2, v + 0.01, f"{v:.0%}", ha="center", va="bottom")
     right.set(ylabel="held-out accuracy", ylim=(0, max(0.1, max(values) * 1.25)), title="Held-out accuracy")
     fig.tight_layout()
+    return fig
+
+
+def next_token_views(model, tokenizer, prompt, completion: str, teacher_message: str, k: int = 3,
+                     temperature: float = 1.0) -> list[dict]:
+    """Student and self-teacher next-token distributions along one completion (the picture behind SDPO).
+
+    The student reads `prompt` (chat messages or text); the teacher reads the same conversation with the last user
+    message replaced by `teacher_message`. Both score the identical completion tokens. Returns one dict per token:
+    the token, p_student(token), p_teacher(token) and each side's top-k as (token, probability) pairs.
+    """
+    import torch
+
+    from sdpo_lite.reprompt import render_teacher_prompt
+
+    def text_of(p):
+        return p if isinstance(p, str) else tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True)
+
+    completion_ids = tokenizer(completion, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    T = len(completion_ids)
+
+    def logprobs(prompt_text):
+        ids = tokenizer(prompt_text, add_special_tokens=False)["input_ids"] + completion_ids
+        with torch.no_grad():
+            logits = model(input_ids=torch.tensor([ids], device=model.device)).logits[0, -T - 1:-1]
+        return torch.log_softmax(logits.float() / temperature, dim=-1)  # (T, V)
+
+    was_training = model.training
+    model.eval()
+    try:
+        student = logprobs(text_of(prompt))
+        teacher = logprobs(render_teacher_prompt(prompt, teacher_message, tokenizer))
+    finally:
+        model.train(was_training)
+    tok = lambda i: tokenizer.decode([int(i)])  # noqa: E731
+    rows = []
+    for t, y in enumerate(completion_ids):
+        top_s, top_t = student[t].topk(k), teacher[t].topk(k)
+        rows.append({"token": tok(y), "p_student": student[t, y].exp().item(), "p_teacher": teacher[t, y].exp().item(),
+                     "student_top": [(tok(i), v.exp().item()) for v, i in zip(top_s.values, top_s.indices)],
+                     "teacher_top": [(tok(i), v.exp().item()) for v, i in zip(top_t.values, top_t.indices)]})
+    return rows
+
+
+def print_next_token_views(rows: list[dict]) -> None:
+    """A fixed-width table of `next_token_views`: what each side would write next, at every completion token."""
+    fmt = lambda top: "  ".join(f"{t!r:>8}:{p:4.2f}" for t, p in top)  # noqa: E731
+    print(f"{'token':>10} | {'student top-3':^42} | {'teacher top-3':^42}")
+    for r in rows:
+        print(f"{r['token']!r:>10} | {fmt(r['student_top'])} | {fmt(r['teacher_top'])}")
+
+
+def draw_sdpo_data_flow():
+    """One SDPO step as a picture: rollouts -> rewards + feedback -> teacher prompts -> two passes -> loss."""
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import FancyBboxPatch
+
+    boxes = {  # name: (x, y, text, colour); colours from the Okabe-Ito colour-blind-safe palette
+        "prompt": (0.0, 0.62, "prompt x", "#E5E5E5"),
+        "policy": (0.20, 0.62, "policy samples\nG completions y", "#56B4E9"),
+        "reward": (0.41, 0.62, "reward function\nscore + feedback", "#E69F00"),
+        "teacher_prompt": (0.62, 0.62, "teacher prompt:\nx + peer's solution\n+ feedback", "#F0E442"),
+        "student": (0.20, 0.12, "student p(. | x, y<t)\n(with gradient)", "#56B4E9"),
+        "teacher": (0.62, 0.12, "self-teacher q(. | x, fb, y<t)\n(EMA weights, no gradient)", "#009E73"),
+        "loss": (0.41, 0.12, "per-token divergence\non student's top-k + tail", "#CC79A7"),
+    }
+    fig, ax = plt.subplots(figsize=(11, 3.6))
+    ax.set_axis_off()
+    for x, y, text, colour in boxes.values():
+        ax.add_patch(FancyBboxPatch((x, y), 0.16, 0.26, boxstyle="round,pad=0.01", fc=colour, ec="#333333", alpha=0.9))
+        ax.text(x + 0.08, y + 0.13, text, ha="center", va="center", fontsize=9)
+    arrows = [("prompt", "policy"), ("policy", "reward"), ("reward", "teacher_prompt"), ("policy", "student"),
+              ("teacher_prompt", "teacher"), ("student", "loss"), ("teacher", "loss")]
+    for a, b in arrows:
+        (x0, y0, *_), (x1, y1, *_) = boxes[a], boxes[b]
+        start = (x0 + 0.17, y0 + 0.13) if y0 == y1 else (x0 + 0.08, y0 - 0.01)
+        end = (x1 - 0.01, y1 + 0.13) if y0 == y1 else (x1 + 0.08, y1 + 0.27)
+        if a == "teacher":
+            start, end = (x0 - 0.01, y0 + 0.13), (x1 + 0.17, y1 + 0.13)
+        ax.annotate("", xy=end, xytext=start, arrowprops=dict(arrowstyle="->", lw=1.5, color="#333333"))
+    ax.text(0.5, 0.97, "One SDPO step: the same network is student (plain prompt) and teacher (prompt + feedback), "
+            "scored on the same tokens y", ha="center", va="top", fontsize=10)
+    ax.set(xlim=(0, 0.82), ylim=(0.05, 1.0))
     return fig

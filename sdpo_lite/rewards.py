@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import re
 
+from sdpo_lite.data import addition_answer
 from sdpo_lite.sandbox import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT, run_batch
 
 __all__ = [
@@ -155,17 +156,7 @@ def code_execution_reward(prompts, completions, entry_point=None, tests=None, *,
 # ----------------------------------------------------------------------------------------------
 # Addition
 # ----------------------------------------------------------------------------------------------
-_INTEGER = re.compile(r"(?<!\d)-?\d+")
 _OPERANDS = re.compile(r"(-?\d+)\s*\+\s*(-?\d+)")
-
-
-def _last_integer(text: str) -> int | None:
-    """The LAST integer in the text (chatty models restate the question first), or None.
-
-    A minus sign right after a digit is subtraction, not a sign: in "5-3" the last integer is 3.
-    """
-    matches = _INTEGER.findall(text or "")
-    return int(matches[-1]) if matches else None
 
 
 def _addition_feedback(prompt, answer: int | None, expected: int, rich: bool) -> str:
@@ -189,7 +180,7 @@ def make_addition_reward(rich: bool = False):
         prompt_list = _per_sample(prompts, len(completions), "prompts") if prompts is not None else [""] * len(completions)
         out = []
         for prompt, completion, target in zip(prompt_list, completions, targets):
-            answer = _last_integer(completion_text(completion))
+            answer = addition_answer(completion_text(completion))  # the same checker as evaluation
             target = int(target)
             out.append({"score": 1.0 if answer == target else 0.0,
                         "feedback": _addition_feedback(prompt, answer, target, rich)})

@@ -28,7 +28,7 @@ def tiny_trainer(reward, *, sdpo=None, trainer_cls=None, dataset=None, model=Non
     from sdpo_lite.models import load_model
 
     if model is None:
-        model, tok = load_model("tiny")
+        model, tok = load_model("tiny", precision="fp32", device="cpu")
     else:
         model, tok = model
     if dataset is None:

@@ -12,7 +12,7 @@ from sdpo_lite.reprompt import (build_teacher_message, choose_demonstrations, de
 
 @pytest.fixture(scope="module")
 def tok():
-    return load_model("tiny")[1]
+    return load_model("tiny", precision="fp32", device="cpu")[1]
 
 
 def test_first_successful_peer_of_the_same_group():

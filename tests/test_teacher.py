@@ -9,13 +9,13 @@ from sdpo_lite.models import load_model
 from sdpo_lite.teacher import TEACHER_ADAPTER, Teacher
 
 
-def ids_and_mask(n=6):
-    ids = torch.arange(10, 10 + n).unsqueeze(0)
+def ids_and_mask(n=6, device="cpu"):
+    ids = torch.arange(10, 10 + n, device=device).unsqueeze(0)
     return ids, torch.ones_like(ids)
 
 
 def teacher_logits(teacher):
-    hidden, head = teacher.hidden_states(*ids_and_mask())
+    hidden, head = teacher.hidden_states(*ids_and_mask(device=teacher.student.device))
     return head(hidden)
 
 
@@ -24,11 +24,11 @@ def perturb(model, scale=0.5, seed=0):
     with torch.no_grad():
         for p in model.parameters():
             if p.dtype.is_floating_point:
-                p.add_(torch.randn(p.shape, generator=g).to(p.dtype) * scale)
+                p.add_(torch.randn(p.shape, generator=g).to(p.device, p.dtype) * scale)
 
 
 def test_ema_update_is_the_textbook_average():
-    model, _ = load_model("tiny")
+    model, _ = load_model("tiny", precision="fp32", device="cpu")
     teacher = Teacher(model, SDPOConfig(ema_tau=0.25))
     t0 = {k: v.clone() for k, v in teacher.module.state_dict().items()}
     perturb(model)
@@ -39,7 +39,7 @@ def test_ema_update_is_the_textbook_average():
 
 def test_half_precision_ema_keeps_an_fp32_shadow():
     """At r = 0.01 a bf16 EMA rounds most updates away; the fp32 shadow accumulates them."""
-    model, _ = load_model("tiny")
+    model, _ = load_model("tiny", precision="fp32", device="cpu")
     model = model.to(torch.bfloat16)
     w_s = model.model.layers[0].mlp.up_proj.weight
     with torch.no_grad():
@@ -61,7 +61,7 @@ def test_half_precision_ema_keeps_an_fp32_shadow():
 
 
 def test_frozen_and_live():
-    model, _ = load_model("tiny")
+    model, _ = load_model("tiny", precision="fp32", device="cpu")
     frozen = Teacher(model, SDPOConfig(teacher_mode="frozen"))
     live = Teacher(model, SDPOConfig(teacher_mode="live"))
     before = teacher_logits(frozen)
@@ -69,7 +69,7 @@ def test_frozen_and_live():
     frozen.update()
     torch.testing.assert_close(teacher_logits(frozen), before)
     assert live.module is None
-    ids, mask = ids_and_mask()
+    ids, mask = ids_and_mask(device=model.device)
     torch.testing.assert_close(teacher_logits(live), model(input_ids=ids, attention_mask=mask).logits)
 
 
@@ -82,14 +82,14 @@ def test_teacher_is_not_the_student_under_trls_forward_patch():
     assert "forward" not in trainer.teacher.module.__dict__
     same = teacher_logits(trainer.teacher)
     perturb(student)
-    ids, mask = ids_and_mask()
+    ids, mask = ids_and_mask(device=student.device)
     student_logits = student(input_ids=ids, attention_mask=mask).logits
     assert not torch.allclose(teacher_logits(trainer.teacher), student_logits, atol=1e-3)
     torch.testing.assert_close(teacher_logits(trainer.teacher), same)
 
 
 def lora_model():
-    model, tok = load_model("tiny")
+    model, tok = load_model("tiny", precision="fp32", device="cpu")
     config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "up_proj"], lora_dropout=0.0)
     return get_peft_model(model, config), tok
 
@@ -104,7 +104,7 @@ def test_lora_teacher_is_an_adapter_not_a_second_model():
     assert {n for n, p in model.named_parameters() if p.requires_grad} == trainable  # flags untouched
     assert all(TEACHER_ADAPTER in n for n, p in model.named_parameters() if "lora_" in n and not p.requires_grad)
 
-    ids, mask = ids_and_mask()
+    ids, mask = ids_and_mask(device=model.device)
     student_before = model(input_ids=ids, attention_mask=mask).logits
     torch.testing.assert_close(teacher_logits(teacher), student_before)  # starts as the student
     with torch.no_grad():
@@ -128,7 +128,7 @@ def test_sdpo_trains_a_lora_model():
     def half(prompts, completions, **kw):
         return [{"score": float(i % 2 == 0), "feedback": "fb"} for i in range(len(completions))]
 
-    model, tok = load_model("tiny")
+    model, tok = load_model("tiny", precision="fp32", device="cpu")
     peft_config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], lora_dropout=0.0)
     from datasets import Dataset
     from trl import GRPOConfig

@@ -207,7 +207,7 @@ def test_dataset_without_prompt_column():
 
 
 def test_conversational_data_needs_a_chat_template():
-    model, tok = load_model("tiny")
+    model, tok = load_model("tiny", precision="fp32", device="cpu")
     tok.chat_template = None
     with pytest.raises(ValueError, match="chat template"):
         tiny_trainer(zero_reward, model=(model, tok))

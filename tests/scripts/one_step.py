@@ -16,7 +16,7 @@ from sdpo_lite.models import load_model
 
 out_path, per_device, accum = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 G, T = 8, 6
-model, tok = load_model("tiny")
+model, tok = load_model("tiny", precision="fp32", device="cpu")
 dataset = Dataset.from_list([{"prompt": f"What is {a} + {b}?", "a": a} for a, b in [(1, 2), (3, 4), (5, 6)]])
 
 

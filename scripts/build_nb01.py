@@ -1,0 +1,235 @@
+#!/usr/bin/env python
+"""Write notebooks/01_basic_sdpo.ipynb from the cells below (without outputs).
+
+    .venv/bin/python scripts/build_nb01.py
+    .venv/bin/python scripts/run_notebooks.py --write-back notebooks/01_basic_sdpo.ipynb
+
+Edit the cells here, not in Jupyter, so the notebook stays reviewable as code.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+from build_nb00 import SETUP_CELL
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "01_basic_sdpo.ipynb"
+
+md, code = new_markdown_cell, new_code_cell
+
+CELLS = [
+    md("""\
+# 01 · Basic SDPO: a model that learns from its own corrected attempts
+
+In GRPO a completion gets **one number**. "23 + 45 equals 67." scores 0, and so does every one of its tokens:
+the correct "23 + 45" and the wrong "7" are blamed alike. Worse, when none of the 8 samples of a question is
+right, all 8 get the same score, the group's advantages are all zero, and the step teaches nothing. With a small
+model that rarely succeeds, that is most steps.
+
+**SDPO** (Self-Distillation Policy Optimization, Hübotter et al., 2026) uses what the environment *says*, not only
+its score. The same model reads its attempt again, this time with a successful peer's answer and/or the feedback
+("Wrong: 23 + 45 = 68, you wrote 67") in its prompt. That **self-teacher** now knows where the attempt went wrong,
+and its next-token distribution at every position of the attempt is a dense target: the student (the plain
+prompt) is trained to match it, token by token.
+
+In this notebook you will: look at the teacher's distributions on real tokens, train SmolLM2-135M with SDPO on
+two-digit addition on your CPU, compare it with GRPO (and the GRPO+SDPO blend the paper recommends for weak
+models) from the same starting weights, and look inside a training step."""),
+    code(SETUP_CELL),
+    code('''\
+from sdpo_lite import SDPOConfig
+from sdpo_lite.course import choose_profile
+
+PROFILE = None  # None: chosen from the hardware ("cpu", "gpu", "tiny"); or set one by name
+profile = choose_profile(PROFILE)
+print(profile.describe())'''),
+    md("""\
+## 1. The task and two kinds of feedback
+
+Fifty training problems and 120 held-out ones (`data/addition/`). The reward is 1 when the **last** number in the
+completion is the sum. The feedback comes in two flavours: the plain one only says "Wrong.", the rich one says
+what the right sum was and what the model wrote. Both give the same *score*; GRPO cannot tell them apart."""),
+    code('''\
+from sdpo_lite.data import load_task, to_conversational
+from sdpo_lite.rewards import addition_reward, addition_reward_rich
+
+train = to_conversational(load_task("addition", "train"))
+print(len(train), "training problems, e.g.", train[0]["prompt"], "->", train[0]["expected"])
+attempts = ["23 + 45 equals 67.", "23 + 45 = 68", "To solve this, we add the tens"]
+prompts = [[{"role": "user", "content": "What is 23 + 45? Answer with just the number."}]] * 3
+for reward in (addition_reward, addition_reward_rich):
+    print(f"\\n{reward.__name__}:")
+    for attempt, out in zip(attempts, reward(prompts, attempts, expected=[68] * 3)):
+        print(f"  {attempt!r:36} score {out['score']}  feedback {out['feedback']!r}")'''),
+    md("""\
+## 2. The self-teacher and its prompt
+
+For each rollout, `sdpo_lite.reprompt` builds the teacher's prompt with the official SDPO template: the original
+question, then a successful peer's answer if the group has one ("Correct solution: ..."), then the feedback if
+there is no solution (the official default, `feedback_only_without_solution=True`), then "Correctly solve the
+original question." The chat template wraps it exactly like the student's prompt."""),
+    code('''\
+from sdpo_lite.models import load_model
+from sdpo_lite.reprompt import build_teacher_message, render_teacher_prompt
+
+model, tokenizer = load_model(profile.model_name)
+question = prompts[0]
+message, spans = build_teacher_message(question[0]["content"], None, "Wrong: 23 + 45 = 68, you wrote 67", SDPOConfig())
+print(render_teacher_prompt(question, message, tokenizer))
+print("inserted feedback at characters", spans["feedback"], "->", repr(message[slice(*spans["feedback"])]))'''),
+    md("""\
+## 3. Look at the teacher before training anything
+
+Here is the picture SDPO is built on. Take the wrong attempt "23 + 45 equals 67." and score its tokens twice with
+the **same** weights: once as the student (plain question), once as the teacher (question + feedback). At each
+position, the table shows the three tokens each side would write next, with their probabilities."""),
+    code('''\
+from sdpo_lite.course import next_token_views, print_next_token_views
+
+rich = build_teacher_message(question[0]["content"], None, "Wrong: 23 + 45 = 68, you wrote 67", SDPOConfig())[0]
+print_next_token_views(next_token_views(model, tokenizer, question, "23 + 45 equals 67.", rich))'''),
+    md("""\
+Read the rows for `6` and `7`: the student spreads its bets over many digits, the teacher, who read the feedback,
+puts most of its mass on `6` and `8`, the digits of 68. Elsewhere the two mostly agree, so the loss there is
+small. That is the dense signal: it points at the exact tokens that were wrong, and at what to write instead.
+
+Now the same with the plain feedback "Wrong.": the teacher learns nothing it did not know, and neither would the
+student."""),
+    code('''\
+plain = build_teacher_message(question[0]["content"], None, "Wrong.", SDPOConfig())[0]
+rows = next_token_views(model, tokenizer, question, "23 + 45 equals 67.", plain)
+print_next_token_views(rows[7:10])  # the answer digits and the full stop'''),
+    md(r"""\
+## 4. The loss in three lines
+
+At each completion position $t$ let $p = \mathrm{softmax}(z_S/\tau)$ be the student's next-token distribution
+(plain prompt) and $q = \mathrm{softmax}(z_T/\tau)$ the teacher's (prompt + feedback), $\tau$ the sampling
+temperature. SDPO compares them on a small support: $S$ = the student's top-$k$ tokens (`distillation_topk`,
+100), plus one **tail** bucket holding the rest of the mass, $1 - \sum_{i \in S} p_i$:
+
+$$D_\alpha(p, q) = (1-\alpha)\,\mathrm{KL}(p \,\|\, m) + \alpha\,\mathrm{KL}(q \,\|\, m), \qquad m = (1-\alpha)\,p + \alpha\,q$$
+
+$\alpha = 0$ is the forward KL $\mathrm{KL}(q\|p)$, $\alpha = 1$ the reverse KL $\mathrm{KL}(p\|q)$, and the
+default $\alpha = 0.5$ the Jensen-Shannon divergence. The loss is the mean of $D_\alpha$ over all completion
+tokens of rollouts that have a teacher; only the student gets gradients.
+
+The **teacher's weights** are an exponential moving average of the student's, $\theta_T \leftarrow
+(1-r)\,\theta_T + r\,\theta_S$ after every optimiser step ($r$ = `ema_tau` = 0.05): a target that moves, but
+slowly, so the student is not chasing its own noise."""),
+    code('''\
+from sdpo_lite.course import draw_sdpo_data_flow
+
+draw_sdpo_data_flow();'''),
+    md("""\
+## 5. Where we start
+
+Greedy accuracy on the 120 held-out problems (never trained on), the same measurement as notebook 00."""),
+    code('''\
+from sdpo_lite.evaluate import accuracy, record_result
+
+before = accuracy(model, tokenizer, "addition", "heldout", limit=profile.eval_limit, progress=False)
+print(before)
+record_result("heldout_before", round(before.accuracy, 4))
+del model  # every run below loads the same starting weights afresh'''),
+    md("""\
+## 6. Train: SDPO, GRPO and the blend, from the same weights
+
+Three runs with the same number of steps, prompts and generations (`profile` above). SDPO uses the rich feedback;
+GRPO only sees the scores (feedback changes nothing for it). The learning rates come from the sweep in
+`benchmarks/addition_compare.py` (see the README): the distillation loss prefers a smaller one, and at 1e-4 it
+wrecked the model. The training log of each run is long: it is the raw material of the figure below."""),
+    code('''\
+# NBVAL_IGNORE_OUTPUT
+from sdpo_lite.course import train_run
+
+sdpo_run = train_run("SDPO", profile, addition_reward_rich, learning_rate=profile.sdpo_learning_rate,
+                     sdpo=SDPOConfig(alpha=0.5, distillation_topk=100, ema_tau=0.05), disable_tqdm=True)'''),
+    code('''\
+# NBVAL_IGNORE_OUTPUT
+grpo_run = train_run("GRPO", profile, addition_reward, sdpo=SDPOConfig(enabled=False), disable_tqdm=True)'''),
+    code('''\
+# NBVAL_IGNORE_OUTPUT
+blend_run = train_run(f"blend (lambda={profile.blend_weight})", profile, addition_reward_rich, disable_tqdm=True,
+                      sdpo=SDPOConfig(grpo_weight=profile.blend_weight, alpha=0.5, distillation_topk=100))'''),
+    md("""\
+## 7. What happened"""),
+    code('''\
+# NBVAL_IGNORE_OUTPUT
+from sdpo_lite.course import plot_comparison, summarise_runs
+
+runs = [sdpo_run, grpo_run, blend_run]
+summarise_runs(runs, before.accuracy)
+plot_comparison(runs, before.accuracy);'''),
+    md("""\
+Two different numbers are plotted. The **training success rate** (left) is measured on *sampled* completions at
+temperature 1, the ones the trainer learns from. The **held-out accuracy** (right) is greedy decoding on problems
+never seen in training. GRPO is rewarded for exactly the left-hand number, so it raises it; SDPO is trained to
+match a teacher who knows the right digits, which sharpens the most likely answer, the one greedy decoding reads.
+Read the numbers printed above rather than this paragraph: at this tiny budget the outcome varies with the seed,
+and the 3-seed table in the README says how much."""),
+    md("""\
+## 8. Look inside one step
+
+`trainer.last_rollouts` keeps, for the last step, every rollout with its score, its feedback and the prompt its
+teacher read (None when it had neither a successful peer nor feedback, which masks it out of the loss)."""),
+    code('''\
+# NBVAL_IGNORE_OUTPUT
+from sdpo_lite.course import print_rollouts
+
+print_rollouts(sdpo_run.trainer.last_rollouts, limit=3)'''),
+    md("""\
+## 9. Try it yourself: a weaker hint
+
+Rich feedback gave the teacher the answer outright. How much does a *weaker* hint help? Write feedback that only
+says whether the answer was too high or too low. Fill in `higher_lower_reward` below (it must return one
+`{"score", "feedback"}` dict per completion), then run the check cell. To see its effect, pass it to `train_run`
+in place of `addition_reward_rich` and compare the held-out accuracy."""),
+    code('''\
+from sdpo_lite.data import addition_answer
+
+def higher_lower_reward(prompts, completions, expected, **kwargs):
+    out = []
+    for completion, target in zip(completions, expected):
+        text = completion[0]["content"] if isinstance(completion, list) else completion
+        answer = addition_answer(text)
+        if answer == target:
+            out.append({"score": 1.0, "feedback": "Correct!"})
+        elif answer is None:
+            out.append({"score": 0.0, "feedback": "Your answer had no number."})
+        else:
+            out.append({"score": 0.0, "feedback": f"Wrong: {answer} is too {'high' if answer > target else 'low'}."})
+    return out'''),
+    code('''\
+# Check: the contract the trainer expects, and hints that point the right way.
+from sdpo_lite.trainer import split_reward_outputs
+
+outs = higher_lower_reward(prompts, ["23 + 45 = 70", "It is 60", "68"], expected=[68, 68, 68])
+scores, feedback = split_reward_outputs(outs, 3, "higher_lower_reward")
+assert scores == [0.0, 0.0, 1.0], scores
+assert "high" in feedback[0] and "low" in feedback[1], feedback
+print("OK:", feedback)'''),
+    md("""\
+## Summary
+
+- SDPO turns feedback text into a per-token target: the model's own predictions, conditioned on the feedback.
+- The teacher is only as good as the feedback: "Wrong." teaches nothing; "68, not 67" points at the digits.
+- On a 135M model and a few dozen steps the comparison with GRPO is close and seed-dependent; the paper finds
+  SDPO's advantage grows with model strength (and that it can lose to GRPO on weak models). The GPU profile
+  (Qwen2.5-0.5B-Instruct, chosen automatically with a CUDA GPU and the Hub) runs 100 steps of 4 prompts x 8
+  generations.
+
+Next: notebook 03 uses SDPO where it shines, rich feedback from executed code (error messages, failing tests)."""),
+]
+
+
+def build() -> nbformat.NotebookNode:
+    nb = new_notebook(cells=CELLS)
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["language_info"] = {"name": "python"}
+    return nb
+
+
+if __name__ == "__main__":
+    nbformat.write(build(), NOTEBOOK)
+    print(f"wrote {NOTEBOOK}")
