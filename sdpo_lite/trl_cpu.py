@@ -16,7 +16,8 @@ ROWS_PER_CHUNK = 256
 
 
 def _chunk(hidden, weight, bias, targets, temperature, softcap, logit_scale, outputs):
-    logits = torch.nn.functional.linear(hidden, weight, bias).float() * logit_scale
+    logits = torch.nn.functional.linear(hidden, weight, bias)
+    logits = logits.to(torch.promote_types(logits.dtype, torch.float32)) * logit_scale  # at least fp32, like TRL
     if softcap is not None:
         logits = softcap * torch.tanh(logits / softcap)
     logits = logits / temperature  # (n, V)

@@ -1,0 +1,55 @@
+"""The notebooks' recipes (sdpo_lite.course) on the tiny model: profiles, a training run, the views and plots."""
+import matplotlib
+
+matplotlib.use("Agg")
+
+import pytest  # noqa: E402
+
+from sdpo_lite import SDPOConfig  # noqa: E402
+from sdpo_lite.config import SDPOConfig as Config  # noqa: E402
+from sdpo_lite.course import (choose_profile, draw_sdpo_data_flow, next_token_views, plot_comparison,  # noqa: E402
+                              print_next_token_views, print_rollouts, summarise_runs, train_run)
+from sdpo_lite.models import load_model  # noqa: E402
+from sdpo_lite.reprompt import build_teacher_message  # noqa: E402
+from sdpo_lite.rewards import addition_reward_rich  # noqa: E402
+
+
+def test_profiles(monkeypatch):
+    monkeypatch.setenv("SDPO_MODEL", "tiny")
+    assert choose_profile().name == "tiny"
+    monkeypatch.setenv("SDPO_MODEL", "smollm2-135m")
+    cpu = choose_profile(steps=3)
+    assert cpu.name == "cpu" and cpu.steps == 3 and cpu.model_name == "smollm2-135m"
+    assert "smollm2-135m" in cpu.describe()
+    assert choose_profile("gpu").model_name == "Qwen/Qwen2.5-0.5B-Instruct"
+
+
+def test_next_token_views_shows_both_sides(capsys):
+    model, tok = load_model("tiny", precision="fp32", device="cpu")
+    q = [{"role": "user", "content": "What is 2 + 3?"}]
+    message = build_teacher_message("What is 2 + 3?", None, "Wrong: 2 + 3 = 5, you wrote 6", Config())[0]
+    rows = next_token_views(model, tok, q, "2 + 3 = 6", message, k=3)
+    assert len(rows) == len(tok("2 + 3 = 6", add_special_tokens=False)["input_ids"]) + 1  # + the end-of-turn token
+    for r in rows:
+        assert 0 <= r["p_student"] <= 1 and 0 <= r["p_teacher"] <= 1 and len(r["teacher_top"]) == 3
+        assert r["student_top"][0][1] >= r["student_top"][1][1]
+    assert model.training is False or model.training is True  # restored, whatever it was
+    print_next_token_views(rows)
+    assert "teacher top-3" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_train_run_and_reports(capsys):
+    profile = choose_profile("tiny", steps=2)
+    sdpo = train_run("SDPO", profile, addition_reward_rich, sdpo=SDPOConfig(distillation_topk=10),
+                     learning_rate=1e-3, disable_tqdm=True, output_dir="/tmp/sdpo_course_test")
+    grpo = train_run("GRPO", profile, addition_reward_rich, disable_tqdm=True, output_dir="/tmp/sdpo_course_test")
+    assert len(sdpo.history) == 2 and 0.0 <= sdpo.accuracy <= 1.0 and sdpo.seconds > 0
+    assert sdpo.series("sdpo/frac_with_teacher") == [1.0, 1.0]  # rich feedback gives every rollout a teacher
+    summarise_runs([sdpo, grpo], before=0.0)
+    print_rollouts(sdpo.trainer.last_rollouts, limit=2)
+    out = capsys.readouterr().out
+    assert "heldout_after_sdpo" in out and "teacher read:" in out and "Wrong:" in out
+    fig = plot_comparison([sdpo, grpo], before=0.0)
+    assert len(fig.axes) == 2
+    assert draw_sdpo_data_flow() is not None
