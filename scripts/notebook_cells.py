@@ -1,0 +1,103 @@
+"""Cells that every course notebook shares: the setup cell (first code cell) and the badges line.
+
+The notebook builders (``scripts/build_nb*.py``) and ``scripts/sync_setup_cells.py`` import from here, and
+``tests/test_platform.py`` checks that every notebook's first code cell is exactly ``setup_cell_source()``.
+
+The setup cell runs *before* ``sdpo_lite`` is importable on Colab/Kaggle, so it detects the platform inline
+(the same rule as ``sdpo_lite.platform.detect_platform``). The repository URL is written into it here, at
+generation time, from its one home: ``[project.urls] Repository`` in ``pyproject.toml``.
+
+What it does:
+
+* **Colab / Kaggle**: clone the repository (shallow), then ``pip install`` the runtime pins of its
+  ``requirements.txt`` (``RUNTIME`` below) with a constraints file that holds the packages the platform has
+  already imported (torch, numpy, pillow, ipywidgets) at their installed versions, so pip can never upgrade
+  them and the runtime never needs a restart; then the repository itself with ``--no-deps -e``. The Unsloth
+  notebook also installs ``unsloth`` (in the same resolve, under the same constraints), only on a CUDA GPU.
+* **locally**: nothing to install; it prints that it uses the project's environment.
+* everywhere: puts the checkout on ``sys.path`` (so ``sdpo_lite`` imports without a kernel restart) and
+  prints what it did. ``SDPO_SETUP_DRY_RUN=1`` prints the exact commands instead of running them.
+"""
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from sdpo_lite.platform import COLAB_VARS, KAGGLE_VARS, badge_markdown, repo_url  # noqa: E402
+
+# Installed from the repository's requirements.txt on Colab/Kaggle. Not torch, numpy, pillow, ipywidgets:
+# the platform ships (and has usually imported) them; upgrading them would need a runtime restart.
+RUNTIME = ("transformers", "trl", "datasets", "peft", "accelerate", "tokenizers", "gguf")
+KEEP = ("torch", "numpy", "pillow", "ipywidgets")
+LOCAL_MESSAGE = "Local run: using the project's environment (.venv)"
+
+_TEMPLATE = '''\
+# Setup: on Colab/Kaggle fetch the course, install its pins; locally use the project's .venv as it is.
+import os, subprocess, sys
+from importlib.metadata import distributions
+from pathlib import Path
+RUNTIME = {runtime}
+KEEP = {keep}  # the platform's own: never upgraded, so no restart
+on = lambda *names: any(os.environ.get(n) for n in names)
+PLATFORM = ("colab" if on({colab}) else
+            "kaggle" if on({kaggle}) else "local")
+DRY_RUN = os.environ.get("SDPO_SETUP_DRY_RUN") == "1"  # print the commands instead of running them
+run = lambda *cmd: print("$", *cmd) if DRY_RUN else subprocess.run(cmd, check=True)
+if PLATFORM != "local":  # on Kaggle, switch the notebook's Internet on first
+    repo = Path("{name}")
+    if not (repo / ".git").exists():
+        run("git", "clone", "-q", "--depth=1", "{url}", str(repo))
+    reqs = (repo / "requirements.txt").read_text().split()
+    pins = [p for p in reqs if "==" in p and p.split("==")[0] in RUNTIME]{unsloth}
+    have = {{(d.metadata["Name"] or "").lower(): d.version for d in distributions()}}
+    keep = [f"{{n}}=={{have[n]}}" for n in KEEP if n in have]
+    constraints = Path(os.environ.get("TMPDIR", "/tmp"), "sdpo-keep.txt")
+    constraints.write_text("\\n".join(keep) + "\\n")
+    run(sys.executable, "-m", "pip", "install", "-q", "-c", str(constraints), *pins)
+    run(sys.executable, "-m", "pip", "install", "-q", "--no-deps", "-e", str(repo))
+    print(f"{{PLATFORM}} run: installed", *pins, "| kept", *keep)
+else:
+    repo = Path.cwd().parent  # this notebook lives in <repo>/notebooks
+    print("{local}")
+sys.path.insert(0, str(repo.resolve()))  # import sdpo_lite from the checkout, installed or not'''
+
+_UNSLOTH = '''
+    import torch  # the platform's own (in KEEP)
+    pins += ["unsloth"] if torch.cuda.is_available() else []  # Unsloth needs a CUDA GPU'''
+
+
+def _args(names) -> str:
+    return ", ".join(f'"{name}"' for name in names)
+
+
+def setup_cell_source(unsloth: bool = False) -> str:
+    """The first code cell of every course notebook (``unsloth=True``: the Unsloth notebook's variant)."""
+    url = repo_url()
+    return _TEMPLATE.format(colab=_args(COLAB_VARS), kaggle=_args(KAGGLE_VARS), name=url.rsplit("/", 1)[-1],
+                            url=url, runtime=f"({_args(RUNTIME)})", keep=f"({_args(KEEP)})", local=LOCAL_MESSAGE,
+                            unsloth=_UNSLOTH if unsloth else "")
+
+
+def wants_unsloth(notebook: str | Path) -> bool:
+    """The Unsloth variant of the setup cell goes into notebooks whose file name mentions Unsloth."""
+    return "unsloth" in Path(notebook).name.lower()
+
+
+# The badges line that ends a notebook's first markdown cell (found again by its first badge).
+BADGES_LINE = re.compile(r"^\[!\[Open In Colab\].*$", re.M)
+
+
+def badges_line(notebook: str | Path) -> str:
+    """"Open in Colab" / "Open in Kaggle" badges for a notebook under notebooks/."""
+    return badge_markdown(f"notebooks/{Path(notebook).name}")
+
+
+def with_badges(markdown: str, notebook: str | Path) -> str:
+    """``markdown`` ending with the notebook's badges line (replacing an old one: idempotent)."""
+    text = BADGES_LINE.sub("", markdown).rstrip()
+    return f"{text}\n\n{badges_line(notebook)}"
