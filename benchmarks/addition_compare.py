@@ -20,9 +20,9 @@ from pathlib import Path
 
 def make_method(name: str, a):
     from sdpo_lite import SDPOConfig
-    from sdpo_lite.rewards import addition_reward, addition_reward_rich
+    from sdpo_lite.rewards import addition_reward, addition_reward_reply, addition_reward_rich
 
-    reward = addition_reward_rich if a.reward == "rich" else addition_reward
+    reward = {"rich": addition_reward_rich, "reply": addition_reward_reply, "plain": addition_reward}[a.reward]
     if name == "grpo":
         return SDPOConfig(enabled=False), addition_reward
     common = dict(alpha=a.alpha, distillation_topk=a.topk, ema_tau=a.ema, teacher_mode=a.teacher)
@@ -54,7 +54,7 @@ def main():
     ap.add_argument("--ema", type=float, default=0.05)
     ap.add_argument("--teacher", default="ema")
     ap.add_argument("--lam", type=float, default=0.5, help="grpo_weight of the blend")
-    ap.add_argument("--reward", choices=["rich", "plain"], default="rich")
+    ap.add_argument("--reward", choices=["rich", "reply", "plain"], default="rich")
     ap.add_argument("--target", type=float, default=0.5, help="training success rate for 'steps to reach'")
     ap.add_argument("--json", type=Path)
     a = ap.parse_args()

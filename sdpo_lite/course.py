@@ -118,18 +118,19 @@ def summarise_runs(runs: list[RunResult], before: float | None = None) -> None:
     """Print each run's numbers (and record them for `make run`'s summary): accuracy, success, teacher coverage."""
     from sdpo_lite.evaluate import record_result
 
-    print(f"{'run':24} {'held-out':>9} {'train success':>14} {'with teacher':>13} {'with demo':>10} {'minutes':>8}")
+    print(f"{'run':24} {'held-out':>9} {'train success':>14} {'truncated':>10} {'with teacher':>13} {'with demo':>10} "
+          f"{'minutes':>8}")
     for run in runs:
         mean = lambda key: sum(run.series(key)) / max(len(run.history), 1)  # noqa: E731
-        last = run.series("reward")[-5:]
-        print(f"{run.label:24} {run.accuracy:>9.1%} {sum(last) / max(len(last), 1):>14.2f} "
+        last5 = lambda key: sum(run.series(key)[-5:]) / max(len(run.series(key)[-5:]), 1)  # noqa: E731
+        print(f"{run.label:24} {run.accuracy:>9.1%} {last5('reward'):>14.2f} {last5('completions/clipped_ratio'):>10.0%} "
               f"{mean('sdpo/frac_with_teacher') if run.trainer.sdpo.enabled else float('nan'):>13.0%} "
               f"{mean('sdpo/frac_with_demo') if run.trainer.sdpo.enabled else float('nan'):>10.0%} "
               f"{run.seconds / 60:>8.1f}")
         record_result(f"heldout_after_{run.label.split()[0].lower()}", round(run.accuracy, 4))
     if before is not None:
-        print(f"held-out accuracy before training: {before:.1%}; train success = mean of the last 5 steps "
-              "(sampled at temperature 1)")
+        print(f"held-out accuracy before training: {before:.1%}; train success and truncated (completions that hit "
+              "the token limit) = mean of the last 5 steps, sampled at temperature 1")
 
 
 def print_rollouts(records, limit: int = 3, width: int = 400) -> None:

@@ -159,7 +159,7 @@ def code_execution_reward(prompts, completions, entry_point=None, tests=None, *,
 _OPERANDS = re.compile(r"(-?\d+)\s*\+\s*(-?\d+)")
 
 
-def _addition_feedback(prompt, answer: int | None, expected: int, rich: bool) -> str:
+def _addition_feedback(prompt, answer: int | None, expected: int, rich: bool, show_reply: bool = False) -> str:
     if answer == expected:
         return "Correct!"
     if not rich:
@@ -167,11 +167,16 @@ def _addition_feedback(prompt, answer: int | None, expected: int, rich: bool) ->
     ops = _OPERANDS.search(_prompt_text(prompt))
     truth = f"{ops.group(1)} + {ops.group(2)} = {expected}" if ops else f"the answer is {expected}"
     wrote = "your answer had no number" if answer is None else f"you wrote {answer}"
-    return f"Wrong: {truth}, {wrote}"
+    reply = f". A correct reply is just: {expected}" if show_reply else ""
+    return f"Wrong: {truth}, {wrote}{reply}"
 
 
-def make_addition_reward(rich: bool = False):
-    """An addition reward; ``rich=True`` gives feedback with the right sum, plain gives "Wrong."."""
+def make_addition_reward(rich: bool = False, show_reply: bool = False):
+    """An addition reward; ``rich=True`` gives feedback with the right sum, plain gives "Wrong.".
+
+    ``show_reply=True`` (with rich) also shows what a correct reply looks like ("A correct reply is just: 68"), so
+    the teacher learns the format as well as the digits.
+    """
 
     def reward(prompts, completions, expected=None, log_metric=None, **kwargs) -> list[dict]:
         if expected is None:
@@ -183,12 +188,13 @@ def make_addition_reward(rich: bool = False):
             answer = addition_answer(completion_text(completion))  # the same checker as evaluation
             target = int(target)
             out.append({"score": 1.0 if answer == target else 0.0,
-                        "feedback": _addition_feedback(prompt, answer, target, rich)})
+                        "feedback": _addition_feedback(prompt, answer, target, rich, show_reply)})
         if out:
             _log(log_metric, "addition/accuracy", sum(r["score"] for r in out) / len(out))
         return out
 
-    reward.__name__ = reward.__qualname__ = "addition_reward_rich" if rich else "addition_reward"
+    reward.__name__ = reward.__qualname__ = ("addition_reward_reply" if rich and show_reply else
+                                             "addition_reward_rich" if rich else "addition_reward")
     reward.__doc__ = (
         f"Addition reward ({'rich' if rich else 'plain'} feedback): 1.0 when the last integer in the "
         "completion equals `expected`. Feedback: " + ("'Wrong: 23 + 45 = 68, you wrote 67'." if rich else "'Correct!' / 'Wrong.'.")
@@ -198,3 +204,4 @@ def make_addition_reward(rich: bool = False):
 
 addition_reward = make_addition_reward(rich=False)
 addition_reward_rich = make_addition_reward(rich=True)
+addition_reward_reply = make_addition_reward(rich=True, show_reply=True)

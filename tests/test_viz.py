@@ -1,0 +1,203 @@
+"""sdpo_lite.viz: the numbers behind the views are the trainer's loss, the HTML is exact and escaped, widgets react."""
+from html.parser import HTMLParser
+
+import pytest
+import torch
+from conftest import tiny_trainer
+
+from sdpo_lite import SDPOConfig
+from sdpo_lite import viz
+from sdpo_lite.loss import distillation_loss
+from sdpo_lite.reprompt import RolloutRecord, build_teacher_message, render_teacher_prompt
+
+
+def half_reward(prompts, completions, **kwargs):
+    """Even rollouts succeed (their odd peers get a demonstration); feedback with characters HTML must escape."""
+    return [{"score": float(i % 2 == 0), "feedback": f"rollout {i}: <b>{'right' if i % 2 == 0 else 'wrong'}</b> & co"}
+            for i in range(len(completions))]
+
+
+@pytest.fixture(scope="module")
+def trainer():
+    """One SDPO step on the tiny model: 2 groups x 2 rollouts, so records with a demonstration and with feedback."""
+    t = tiny_trainer(half_reward, sdpo=SDPOConfig(distillation_topk=20), num_generations=2, max_steps=1)
+    t.train()
+    assert len(t.last_rollouts) == 4 and len({r.group for r in t.last_rollouts}) == 2
+    return t
+
+
+def full_logits(model, tok, prompt_ids, completion_ids):
+    """Independent reference: the plain forward pass's logits predicting the completion tokens."""
+    T = len(completion_ids)
+    ids = torch.tensor([list(prompt_ids) + list(completion_ids)])
+    with torch.no_grad():
+        return model(input_ids=ids).logits[:, -T - 1:-1].float()
+
+
+def student_ids(tok, prompt):
+    return tok.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"]
+
+
+@pytest.mark.parametrize("which", range(4))
+def test_per_token_numbers_are_the_trainers_loss(trainer, which):
+    """With trainer.teacher (the EMA copy): per_token_loss == distillation_loss(...).per_token on full logits."""
+    record = trainer.last_rollouts[which]
+    tok, model, settings = trainer.processing_class, trainer.model, viz.trainer_settings(trainer)
+    view = viz.distribution_view(model, tok, record, **settings)
+    y = record.completion_ids
+    s = full_logits(model, tok, student_ids(tok, record.prompt), y)
+    t = full_logits(trainer.teacher.module, tok, tok(record.teacher_prompt, add_special_tokens=False)["input_ids"], y)
+    ref = distillation_loss(s, t, torch.tensor([y]), torch.ones(1, len(y)), alpha=settings["alpha"],
+                            topk=settings["topk"], add_tail=settings["add_tail"], temperature=settings["temperature"])
+    assert view.tokens == [tok.decode([i]) for i in y] and view.token_ids == y
+    torch.testing.assert_close(torch.tensor(view.per_token_loss), ref.per_token[0], rtol=1e-4, atol=1e-7)
+    assert view.loss == pytest.approx(ref.loss.item(), rel=1e-4, abs=1e-8)
+    # the sampled token's probabilities and the student's top-k come from the same logits
+    p = torch.softmax(s[0], -1)
+    assert view.p_student == pytest.approx(p[range(len(y)), y].tolist(), rel=1e-5)
+    assert [i for i, _, _ in view.student_top[0]] == p[0].topk(10).indices.tolist()
+
+
+def test_same_model_is_the_teacher_without_one(trainer):
+    """teacher=None: the same network reads the teacher prompt; other alpha/topk/temperature are honoured."""
+    record, tok, model = trainer.last_rollouts[1], trainer.processing_class, trainer.model
+    view = viz.distribution_view(model, tok, record, alpha=1.0, topk=5, add_tail=False, temperature=0.7, k=3)
+    y = record.completion_ids
+    s = full_logits(model, tok, student_ids(tok, record.prompt), y)
+    t = full_logits(model, tok, tok(record.teacher_prompt, add_special_tokens=False)["input_ids"], y)
+    ref = distillation_loss(s, t, torch.tensor([y]), torch.ones(1, len(y)), alpha=1.0, topk=5, add_tail=False,
+                            temperature=0.7)
+    torch.testing.assert_close(torch.tensor(view.per_token_loss), ref.per_token[0], rtol=1e-4, atol=1e-7)
+    assert all(len(row) == 3 for row in view.student_top + view.teacher_top)
+
+
+def test_tail_is_one_minus_the_top_k(trainer):
+    view = viz.distribution_view(trainer.model, trainer.processing_class, trainer.last_rollouts[0],
+                                 **viz.trainer_settings(trainer))
+    for t in range(len(view)):
+        for top, tail in ((view.student_top[t], view.student_tail[t]), (view.teacher_top[t], view.teacher_tail[t])):
+            assert tail == pytest.approx(1.0 - sum(p for _, _, p in top), abs=1e-6)
+            assert all(a[2] >= b[2] for a, b in zip(top, top[1:]))  # best first
+    # ... and the chart's last bar on each side is that tail
+    t = 2
+    fig = viz.distribution_figure(view, t)
+    student_ax, teacher_ax = fig.axes[:2]
+    assert student_ax.patches[-1].get_width() == pytest.approx(view.student_tail[t])
+    assert teacher_ax.patches[-1].get_width() == pytest.approx(view.teacher_tail[t])
+    assert student_ax.get_yticklabels()[-1].get_text().startswith("(tail")
+
+
+class Marks(HTMLParser):
+    """Collects the (unescaped) text inside each <mark data-span=...>."""
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.spans, self._open = {}, None
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "mark":
+            self._open = dict(attrs)["data-span"]
+            self.spans[self._open] = ""
+
+    def handle_endtag(self, tag):
+        if tag == "mark":
+            self._open = None
+
+    def handle_data(self, data):
+        if self._open:
+            self.spans[self._open] += data
+
+
+def marks_of(html_text):
+    parser = Marks()
+    parser.feed(html_text)
+    return parser.spans
+
+
+def test_teacher_prompt_highlights_exactly_the_inserted_text(trainer):
+    kinds = set()
+    for r in trainer.last_rollouts:
+        expected = {name: r.teacher_message[slice(*span)] for name, span in r.spans.items()}
+        assert expected  # every rollout here has a teacher
+        assert marks_of(viz.teacher_prompt_html(r)) == expected
+        if r.feedback_used:
+            assert expected["feedback"] == r.feedback
+        kinds.add((r.demo_used, r.feedback_used))
+    assert {(True, False), (False, True)} <= kinds  # both kinds were checked
+
+
+def test_teacher_prompt_escapes_and_notes():
+    prompt = [{"role": "system", "content": "Be <brief>."}, {"role": "user", "content": "2 < 3 & 4 > 1?"}]
+    demo, fb = "<script>alert(1)</script> yes", "wrong & <i>late</i>"
+    message, spans = build_teacher_message("2 < 3 & 4 > 1?", demo, fb, SDPOConfig())
+    record = RolloutRecord(prompt=prompt, completion="<no>", score=0.0, feedback=fb, group=3, teacher_message=message,
+                           teacher_prompt=message, spans=spans, demo_used=True, feedback_used=True,
+                           thinking_stripped=True)
+    text = viz.teacher_prompt_html(record)
+    assert "<script>" not in text and "<i>" not in text and "<brief>" not in text
+    assert marks_of(text) == {"demonstration": demo, "feedback": fb}
+    assert "thinking stripped" in text and "BE &lt;BRIEF&gt;." not in text and "Be &lt;brief&gt;." in text
+    none = RolloutRecord(prompt="plain <p>", completion="x", score=0.0, feedback=None, group=0)
+    assert "masked out" in viz.teacher_prompt_html(none) and marks_of(viz.teacher_prompt_html(none)) == {}
+    assert "<p>" not in viz.rollouts_html([record, none])
+
+
+def test_token_strip_escapes_and_colours(trainer):
+    view = viz.distribution_view(trainer.model, trainer.processing_class, trainer.last_rollouts[0])
+    view.tokens[0] = "<b>&"
+    text = viz.token_strip_html(view, selected=1)
+    assert "&lt;b&gt;&amp;" in text and "<b>&" not in text
+    assert text.count("data-pos=") == len(view) and "outline:3px" in text
+    colours = viz.divergence_colors([0.0, 0.5, 1.0])
+    assert colours[0][0] != colours[2][0] and len({c for c, _ in colours}) == 3
+
+
+def test_distribution_widget_reacts_to_the_slider_and_the_tokens(trainer):
+    import ipywidgets as w
+
+    record = trainer.last_rollouts[1]
+    widget = viz.show_distributions(trainer.model, trainer.processing_class, record, **viz.trainer_settings(trainer))
+    assert isinstance(widget, w.VBox) and isinstance(widget.slider, w.IntSlider)
+    assert widget.slider.max == len(record.completion_ids) - 1 and len(widget.buttons) == len(record.completion_ids)
+    assert widget.slider.value == widget.view.argmax()
+    chart, info = widget.chart.value, widget.info.value
+    assert 'src="data:image/png;base64,' in chart
+    new = (widget.slider.value + 1) % len(widget.view)
+    widget.slider.value = new
+    assert widget.chart.value != chart and widget.info.value != info
+    assert widget.buttons[new].style.font_weight == "bold"
+    widget.buttons[0].click()  # a token click moves the slider
+    assert widget.slider.value == 0 and f"position 0" in widget.chart.value
+
+
+def test_static_forms(trainer):
+    from IPython.display import HTML
+
+    record = trainer.last_rollouts[0]
+    static = viz.show_distributions(trainer.model, trainer.processing_class, record, static=True, position=1)
+    assert isinstance(static, HTML) and 'src="data:image/png;base64,' in static.data and "position 1" in static.data
+    assert isinstance(viz.show_teacher_prompt(record, static=True), HTML)
+    assert isinstance(viz.show_teacher_prompt(record), __import__("ipywidgets").HTML)
+    browse = viz.browse_rollouts(trainer.last_rollouts, static=True).data
+    assert browse.count("<details") == 4 and "&lt;b&gt;" in browse
+
+
+def test_rollout_browser(trainer):
+    records = trainer.last_rollouts
+    browser = viz.browse_rollouts(records, trainer.model, trainer.processing_class, **viz.trainer_settings(trainer))
+    assert [v for _, v in browser.group.options] == [0, 1]
+    assert [v for _, v in browser.rollout.options] == [0, 1]
+    first = browser.details.value
+    assert "score" in first and marks_of(first) == {k: records[0].teacher_message[slice(*s)]
+                                                     for k, s in records[0].spans.items()}
+    assert len(browser.distributions.children) == 1
+    browser.group.value = 1
+    assert [v for _, v in browser.rollout.options] == [2, 3] and browser.rollout.value == 2
+    assert browser.details.value == viz.rollout_html(records[2])
+    browser.rollout.value = 3
+    assert browser.details.value == viz.rollout_html(records[3])
+    assert browser.distributions.children[0].view.token_ids == records[3].completion_ids
+    plain = viz.browse_rollouts(records)  # no model: details only
+    assert plain.distributions.children == ()
+    with pytest.raises(ValueError, match="no rollouts"):
+        viz.browse_rollouts([])
