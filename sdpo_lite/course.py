@@ -8,6 +8,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field, replace
 
+from transformers import TrainerCallback
+
 from sdpo_lite.config import SDPOConfig
 
 
@@ -91,7 +93,7 @@ class RunResult:
 
 def train_run(label: str, profile: Profile, reward_funcs, *, sdpo: SDPOConfig | None = None, seed: int = 0,
               dataset=None, evaluate: bool = True, eval_task: str = "addition", output_dir: str | None = None,
-              model_and_tokenizer=None, **grpo_overrides) -> RunResult:
+              model_and_tokenizer=None, log_every: int | None = 4, **grpo_overrides) -> RunResult:
     """Train from fresh weights with SDPO (`sdpo` given, enabled or not) and report per-step numbers + accuracy."""
     from sdpo_lite.data import load_task, to_conversational
     from sdpo_lite.evaluate import accuracy
@@ -106,12 +108,38 @@ def train_run(label: str, profile: Profile, reward_funcs, *, sdpo: SDPOConfig | 
     trainer = SDPOTrainer(model=model, args=args, sdpo_config=sdpo or SDPOConfig(enabled=False), processing_class=tok,
                           reward_funcs=reward_funcs if isinstance(reward_funcs, list) else [reward_funcs],
                           train_dataset=dataset)
+    if log_every:  # one short line every few steps instead of TRL's full log dictionaries
+        from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+        trainer.remove_callback(PrinterCallback)
+        trainer.remove_callback(ProgressCallback)
+        trainer.add_callback(CompactLog(label, log_every))
     trainer.train()
     result = RunResult(label, [h for h in trainer.state.log_history if "reward" in h], trainer=trainer, model=model)
     if evaluate:
         result.accuracy = accuracy(model, tok, eval_task, "heldout", limit=profile.eval_limit, progress=False).accuracy
     result.seconds = time.perf_counter() - start
     return result
+
+
+class CompactLog(TrainerCallback):
+    """Print `SDPO step 8/24 | success 0.12 | truncated 75% | with teacher 100% | ... | 41 s` every few steps."""
+
+    def __init__(self, label: str, every: int):
+        self.label, self.every, self.start = label, every, time.perf_counter()
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        step = state.global_step
+        if not logs or "reward" not in logs or (step % self.every and step != state.max_steps):
+            return
+        parts = [f"{self.label} step {step}/{state.max_steps}", f"success {logs['reward']:.2f}",
+                 f"truncated {logs.get('completions/clipped_ratio', float('nan')):.0%}"]
+        if "sdpo/frac_with_teacher" in logs:
+            parts.append(f"with teacher {logs['sdpo/frac_with_teacher']:.0%}")
+        if "sdpo/distill_loss" in logs:
+            parts.append(f"distill loss {logs['sdpo/distill_loss']:.3f}")
+        parts.append(f"{time.perf_counter() - self.start:.0f} s")
+        print(" | ".join(parts), flush=True)
 
 
 def summarise_runs(runs: list[RunResult], before: float | None = None) -> None:
@@ -145,6 +173,9 @@ def print_rollouts(records, limit: int = 3, width: int = 400) -> None:
             print("teacher read:", r.teacher_message[:width].replace("\n", "\n    "))
 
 
+COLOURS = ["#999999", "#0072B2", "#E69F00", "#009E73", "#CC79A7"]  # grey + Okabe-Ito: colour-blind-safe
+
+
 def plot_comparison(runs: list[RunResult], before: float | None = None, *, key: str = "reward", window: int = 5):
     """Left: training success rate per step (moving average). Right: held-out accuracy before/after per run."""
     import matplotlib.pyplot as plt
@@ -154,13 +185,13 @@ def plot_comparison(runs: list[RunResult], before: float | None = None, *, key: 
     for i, run in enumerate(runs):
         ys = run.series(key)
         smooth = [sum(ys[max(0, j - window + 1):j + 1]) / len(ys[max(0, j - window + 1):j + 1]) for j in range(len(ys))]
-        left.plot(range(1, len(ys) + 1), smooth, styles[i % 4], lw=2, label=run.label)
+        left.plot(range(1, len(ys) + 1), smooth, styles[i % 4], lw=2, label=run.label, color=COLOURS[1 + i % 4])
     left.set(xlabel="training step", ylabel=f"success rate ({window}-step mean)", ylim=(-0.02, 1.02),
              title="Training rollouts that were correct")
     left.legend(frameon=False)
-    names = ["before"] + [r.label for r in runs]
+    names = ["before"] + [r.label.replace(" (", "\n(") for r in runs]  # wrap long labels under their bars
     values = [before if before is not None else float("nan")] + [r.accuracy for r in runs]
-    colors = ["#999999", "#0072B2", "#E69F00", "#009E73", "#CC79A7"][:len(names)]  # colour-blind-safe
+    colors = COLOURS[:len(names)]
     bars = right.bar(names, values, color=colors)
     for bar, v in zip(bars, values):
         right.text(bar.get_x() + bar.get_width() / 2, v + 0.01, f"{v:.0%}", ha="center", va="bottom")

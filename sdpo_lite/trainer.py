@@ -135,12 +135,14 @@ class SDPOTrainer(GRPOTrainer):
         n = max(len(plans), 1)
         with_teacher = sum(p["teacher_message"] is not None for p in plans)
         m = self._metrics[mode]
+        ok = [s >= self.sdpo.success_threshold for s in scores if not math.isnan(s)]
+        m["sdpo/success_rate"].append(sum(ok) / max(len(ok), 1))
+        if not self.sdpo.enabled:
+            return  # plain GRPO: teacher prompts are built for inspection only, not used
         m["sdpo/frac_with_teacher"].append(with_teacher / n)
         m["sdpo/frac_with_demo"].append(sum(p["demo_used"] for p in plans) / n)
         m["sdpo/frac_with_feedback"].append(sum(p["feedback_used"] for p in plans) / n)
-        ok = [s >= self.sdpo.success_threshold for s in scores if not math.isnan(s)]
-        m["sdpo/success_rate"].append(sum(ok) / max(len(ok), 1))
-        if self.sdpo.enabled and with_teacher == 0 and not self._warned_no_teacher:
+        if with_teacher == 0 and not self._warned_no_teacher:
             self._warned_no_teacher = True
             logger.warning("SDPO: no rollout in this batch has a teacher (no successful peer and no feedback), so the "
                            "distillation loss is zero here. Reported once; see the sdpo/frac_with_teacher metric.")
