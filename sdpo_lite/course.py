@@ -151,10 +151,9 @@ def summarise_runs(runs: list[RunResult], before: float | None = None) -> None:
     for run in runs:
         mean = lambda key: sum(run.series(key)) / max(len(run.history), 1)  # noqa: E731
         last5 = lambda key: sum(run.series(key)[-5:]) / max(len(run.series(key)[-5:]), 1)  # noqa: E731
+        coverage = lambda key: f"{mean(key):.0%}" if run.trainer.sdpo.enabled else "-"  # noqa: E731 (GRPO: none)
         print(f"{run.label:24} {run.accuracy:>9.1%} {last5('reward'):>14.2f} {last5('completions/clipped_ratio'):>10.0%} "
-              f"{mean('sdpo/frac_with_teacher') if run.trainer.sdpo.enabled else float('nan'):>13.0%} "
-              f"{mean('sdpo/frac_with_demo') if run.trainer.sdpo.enabled else float('nan'):>10.0%} "
-              f"{run.seconds / 60:>8.1f}")
+              f"{coverage('sdpo/frac_with_teacher'):>13} {coverage('sdpo/frac_with_demo'):>10} {run.seconds / 60:>8.1f}")
         record_result(f"heldout_after_{run.label.split()[0].lower()}", round(run.accuracy, 4))
     if before is not None:
         print(f"held-out accuracy before training: {before:.1%}; train success and truncated (completions that hit "
