@@ -118,6 +118,8 @@ The **teacher's weights** are an exponential moving average of the student's, $\
 (1-r)\,\theta_T + r\,\theta_S$ after every optimiser step ($r$ = `ema_tau` = 0.05): a target that moves, but
 slowly, so the student is not chasing its own noise."""),
     code('''\
+# NBVAL_IGNORE_OUTPUT
+# (a picture: nbval does not compare images, and some kernels also echo the figure's repr)
 from sdpo_lite.course import draw_sdpo_data_flow
 
 draw_sdpo_data_flow();'''),
