@@ -9,7 +9,6 @@ Idempotent: a stamp file records the hash of requirements.txt + pyproject.toml; 
 Standard library only, so it runs with any python3 >= 3.10.
 """
 import hashlib
-import os
 import subprocess
 import sys
 import venv
@@ -24,7 +23,7 @@ MARKER = "# >>> installed with --no-deps"
 
 def read_pins(path=ROOT / "requirements.txt"):
     """Return (resolved pins, no-deps pins) as lists of 'name==version' strings."""
-    main, nodeps, target = [], [], None
+    main, nodeps = [], []
     target = main
     for line in path.read_text().splitlines():
         if line.startswith(MARKER):

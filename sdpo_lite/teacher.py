@@ -54,7 +54,6 @@ class Teacher:
     """Holds the teacher's weights and runs its forward pass. `update()` after optimiser steps."""
 
     def __init__(self, student: nn.Module, config: SDPOConfig):
-        self.config = config
         self.mode = config.teacher_mode
         self.tau = 0.0 if self.mode == "frozen" else config.ema_tau
         self.student = student  # the unwrapped student (a PreTrainedModel or a PeftModel)

@@ -26,7 +26,7 @@ import math
 import types
 
 import torch
-from accelerate.utils import gather, gather_object
+from accelerate.utils import gather_object
 from transformers import TrainerCallback
 from trl import GRPOTrainer
 

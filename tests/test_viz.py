@@ -8,7 +8,7 @@ from conftest import tiny_trainer
 from sdpo_lite import SDPOConfig
 from sdpo_lite import viz
 from sdpo_lite.loss import distillation_loss
-from sdpo_lite.reprompt import RolloutRecord, build_teacher_message, render_teacher_prompt
+from sdpo_lite.reprompt import RolloutRecord, build_teacher_message
 
 
 def half_reward(prompts, completions, **kwargs):
