@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import nbformat
 from build_nb00 import SETUP_CELL
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+from nbformat.v4 import new_code_cell, new_markdown_cell
+from notebook_cells import write_notebook
 
 NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "01_basic_sdpo.ipynb"
 
@@ -139,7 +139,7 @@ del model  # every run below loads the same starting weights afresh'''),
 
 Three runs with the same number of steps, prompts and generations (`profile` above). SDPO uses the rich feedback;
 GRPO only sees the scores (feedback changes nothing for it). All three use the learning rate that was best for
-each of them in the sweep of `benchmarks/addition_compare.py` (1e-5 out of 1e-5, 3e-5 and 1e-4; see the README):
+each of them in the sweep of `benchmarks/compare.py` (1e-5 out of 1e-5, 3e-5 and 1e-4; see the README):
 with Adam the step size barely depends on the loss's scale, and at 1e-4 SDPO wrecked the model (14% to 2%).
 The training logs are hidden; the figure below is made from them."""),
     code('''\
@@ -169,7 +169,7 @@ Two different numbers are plotted. The **training success rate** (left) is measu
 temperature 1, the ones the trainer learns from. The **held-out accuracy** (right) is greedy decoding on problems
 never seen in training.
 
-What to expect, from the 3-seed benchmark in the README (`benchmarks/addition_compare.py`, 24 steps, lr 1e-5, this
+What to expect, from the 3-seed benchmark in the README (`benchmarks/compare.py`, 24 steps, lr 1e-5, this
 CPU profile): held-out accuracy went from 14.2% to **60.3%** on average with GRPO (55.8-63.3%), **34.2%** with pure
 SDPO (26.7-38.3%) and **66.7%** with the blend (59.2-74.2%). So here pure SDPO beats its starting point on every seed
 but loses clearly to GRPO, and the blend is ahead of GRPO on two seeds of three. Your run above is one seed; compare
@@ -257,13 +257,5 @@ Next: notebook 03 uses SDPO where it shines, rich feedback from executed code (e
 ]
 
 
-def build() -> nbformat.NotebookNode:
-    nb = new_notebook(cells=CELLS)
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nb.metadata["language_info"] = {"name": "python"}
-    return nb
-
-
 if __name__ == "__main__":
-    nbformat.write(build(), NOTEBOOK)
-    print(f"wrote {NOTEBOOK}")
+    write_notebook(CELLS, NOTEBOOK, "nb01")

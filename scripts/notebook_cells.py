@@ -101,3 +101,19 @@ def with_badges(markdown: str, notebook: str | Path) -> str:
     """``markdown`` ending with the notebook's badges line (replacing an old one: idempotent)."""
     text = BADGES_LINE.sub("", markdown).rstrip()
     return f"{text}\n\n{badges_line(notebook)}"
+
+
+def write_notebook(cells, path: Path, prefix: str) -> Path:
+    """Write a course notebook (without outputs): stable cell ids (`<prefix>-00`, ...) so a rebuild diffs cleanly."""
+    import nbformat
+    from nbformat.v4 import new_notebook
+
+    nb = new_notebook(cells=cells)
+    for i, cell in enumerate(nb.cells):
+        cell.id = f"{prefix}-{i:02d}"
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+    nb.metadata["language_info"] = {"name": "python"}
+    path.parent.mkdir(exist_ok=True)
+    nbformat.write(nb, path)
+    print(f"wrote {path}")
+    return path

@@ -5,6 +5,7 @@ trains, records the per-step numbers a learner wants to see and measures held-ou
 """
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field, replace
 
@@ -28,7 +29,14 @@ class Profile:
     sdpo_learning_rate: float = 1e-5  # the distillation loss wants a smaller step than GRPO (see the benchmark)
     blend_weight: float = 0.9  # lambda of the GRPO+SDPO blend (the paper: 0.9 for weak models)
     temperature: float = 1.0
+    eval_tokens: int = 24  # greedy tokens per held-out answer ("68" needs few, a function needs more)
+    grad_accum: int = 1  # backward passes per optimiser step: same update, 1/grad_accum of the activation memory
     note: str = ""
+
+    def __post_init__(self):
+        if (self.prompts_per_step * self.num_generations) % self.grad_accum:
+            raise ValueError(f"grad_accum={self.grad_accum} must divide the {self.prompts_per_step} x "
+                             f"{self.num_generations} rollouts of a step")
 
     def describe(self) -> str:
         return (f"profile {self.name}: {self.model_name}, {self.steps} steps x {self.prompts_per_step} prompt(s) x "
@@ -49,16 +57,35 @@ PROFILES = {
 }
 
 
-def choose_profile(name: str | None = None, **overrides) -> Profile:
-    """The profile for this machine: `tiny` when SDPO_MODEL=tiny, `gpu` with a CUDA GPU and the Hub, else `cpu`."""
+# What a task changes in each profile: a Python function needs far more tokens than "68", so fewer steps fit in the
+# CPU budget (a code step with 8 x 64 tokens takes ~15 s on 2 cores).
+TASK_OVERRIDES = {
+    "addition": {},
+    "code": {
+        "cpu": dict(steps=10, max_completion_length=64, eval_tokens=96,
+                    note="about 10 minutes for the whole notebook on 2 cores"),
+        "gpu": dict(steps=60, prompts_per_step=4, max_completion_length=256, eval_tokens=256, grad_accum=4,
+                    note="a free T4 or better; not yet tuned on a GPU"),
+        "tiny": dict(max_completion_length=16, eval_tokens=16),
+    },
+}
+
+
+def choose_profile(name: str | None = None, *, task: str = "addition", **overrides) -> Profile:
+    """The profile for this machine and task: `tiny` when SDPO_MODEL=tiny, `gpu` with a CUDA GPU and the Hub,
+    else `cpu`; then the task's adjustments (TASK_OVERRIDES), then yours."""
     from sdpo_lite.models import default_model_name
 
+    if task not in TASK_OVERRIDES:
+        raise ValueError(f"no profiles for task {task!r}; known: {sorted(TASK_OVERRIDES)} (add it to TASK_OVERRIDES)")
     if name is None:
         model = default_model_name()
         name = "tiny" if model == "tiny" else "cpu" if model == "smollm2-135m" else "gpu"
         if name == "gpu":
             overrides.setdefault("model_name", model)
-    return replace(PROFILES[name], **overrides)
+    if name not in PROFILES:
+        raise ValueError(f"unknown profile {name!r}; choose one of {sorted(PROFILES)} or None (from the hardware)")
+    return replace(PROFILES[name], **{**TASK_OVERRIDES[task].get(name, {}), **overrides})
 
 
 def grpo_args(profile: Profile, output_dir: str, seed: int = 0, **overrides):
@@ -67,8 +94,9 @@ def grpo_args(profile: Profile, output_dir: str, seed: int = 0, **overrides):
 
     from sdpo_lite.models import precision_flags
 
-    kwargs = dict(output_dir=output_dir, per_device_train_batch_size=profile.prompts_per_step * profile.num_generations,
-                  num_generations=profile.num_generations, max_completion_length=profile.max_completion_length,
+    rollouts = profile.prompts_per_step * profile.num_generations  # one generation batch = one optimiser step
+    kwargs = dict(output_dir=output_dir, per_device_train_batch_size=rollouts // profile.grad_accum,
+                  gradient_accumulation_steps=profile.grad_accum, num_generations=profile.num_generations, max_completion_length=profile.max_completion_length,
                   max_steps=profile.steps, learning_rate=profile.learning_rate, temperature=profile.temperature,
                   lr_scheduler_type="constant", warmup_steps=0, logging_steps=1, save_strategy="no", report_to=[],
                   seed=seed, disable_tqdm=False, **precision_flags())
@@ -86,6 +114,11 @@ class RunResult:
     seconds: float = 0.0
     trainer: object = None
     model: object = None
+
+    @property
+    def key(self) -> str:
+        """A short name for recorded results: "blend (lambda=0.9)" -> "blend", "SDPO, no feedback" -> "sdpo_no_feedback"."""
+        return re.sub(r"\W+", "_", self.label.split(" (")[0].lower()).strip("_")
 
     def series(self, key: str) -> list[float]:
         return [h.get(key, float("nan")) for h in self.history]
@@ -117,7 +150,8 @@ def train_run(label: str, profile: Profile, reward_funcs, *, sdpo: SDPOConfig | 
     trainer.train()
     result = RunResult(label, [h for h in trainer.state.log_history if "reward" in h], trainer=trainer, model=model)
     if evaluate:
-        result.accuracy = accuracy(model, tok, eval_task, "heldout", limit=profile.eval_limit, progress=False).accuracy
+        result.accuracy = accuracy(model, tok, eval_task, "heldout", max_new_tokens=profile.eval_tokens, limit=profile.eval_limit,
+                                   progress=False).accuracy
     result.seconds = time.perf_counter() - start
     return result
 
@@ -154,7 +188,7 @@ def summarise_runs(runs: list[RunResult], before: float | None = None) -> None:
         coverage = lambda key: f"{mean(key):.0%}" if run.trainer.sdpo.enabled else "-"  # noqa: E731 (GRPO: none)
         print(f"{run.label:24} {run.accuracy:>9.1%} {last5('reward'):>14.2f} {last5('completions/clipped_ratio'):>10.0%} "
               f"{coverage('sdpo/frac_with_teacher'):>13} {coverage('sdpo/frac_with_demo'):>10} {run.seconds / 60:>8.1f}")
-        record_result(f"heldout_after_{run.label.split()[0].lower()}", round(run.accuracy, 4))
+        record_result(f"heldout_after_{run.key}", round(run.accuracy, 4))
     if before is not None:
         print(f"held-out accuracy before training: {before:.1%}; train success and truncated (completions that hit "
               "the token limit) = mean of the last 5 steps, sampled at temperature 1")
@@ -280,3 +314,45 @@ def draw_sdpo_data_flow():
             "scored on the same tokens y", ha="center", va="top", fontsize=10)
     ax.set(xlim=(0, 0.82), ylim=(0.05, 1.0))
     return fig
+
+
+def rollout_group(model, tokenizer, row: dict, reward_func, *, n: int = 8, max_new_tokens: int = 64,
+                  temperature: float = 1.0, config: SDPOConfig | None = None, seed: int = 0) -> list:
+    """One SDPO step's bookkeeping, without the training: sample `n` answers to `row`, score them, build teachers.
+
+    The trainer does exactly this for every prompt (sdpo_lite.trainer._attach_teachers): raw rewards decide who
+    succeeded, a successful peer's answer becomes the demonstration, and failed rollouts without a peer get their
+    own feedback. Returns RolloutRecords (teacher_prompt None = no teacher), ready for `viz.show_teacher_prompt`.
+    """
+    import torch
+    from transformers import GenerationConfig
+
+    from sdpo_lite.reprompt import RolloutRecord, plan_teachers, render_teacher_prompt
+    from sdpo_lite.trainer import split_reward_outputs
+
+    config = config or SDPOConfig()
+    prompt = row["prompt"]  # chat messages (a conversational dataset) or plain text
+    prompt = prompt if isinstance(prompt, list) else [{"role": "user", "content": prompt}]
+    text = tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+    batch = tokenizer([text], return_tensors="pt", add_special_tokens=False).to(model.device)
+    torch.manual_seed(seed)
+    sampling = GenerationConfig(do_sample=True, temperature=temperature, top_k=0, top_p=1.0, num_return_sequences=n,
+                                max_new_tokens=max_new_tokens, eos_token_id=model.generation_config.eos_token_id,
+                                pad_token_id=tokenizer.pad_token_id)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            output = model.generate(**batch, generation_config=sampling)  # (n, prompt + new tokens)
+    finally:
+        model.train(was_training)
+    completions = tokenizer.batch_decode(output[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
+    columns = {k: [v] * n for k, v in row.items() if k != "prompt"}  # dataset columns, one entry per completion
+    scores, feedback = split_reward_outputs(reward_func([prompt] * n, completions, **columns), n, "reward_func")
+    plans = plan_teachers([prompt] * n, completions, feedback, config, groups=[0] * n, scores=scores)
+    records = []
+    for completion, score, fb, plan in zip(completions, scores, feedback, plans):
+        teacher = render_teacher_prompt(prompt, plan["teacher_message"], tokenizer) if plan["teacher_message"] else None
+        records.append(RolloutRecord(prompt=prompt, completion=completion, score=score, feedback=fb, group=0,
+                                     teacher_prompt=teacher, **plan))
+    return records

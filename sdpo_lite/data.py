@@ -31,6 +31,7 @@ __all__ = [
     "to_conversational",
     "addition_answer",
     "check_addition",
+    "check_code",
 ]
 
 
@@ -42,14 +43,18 @@ class TaskSpec:
     """What a task's rows look like and how an answer is judged.
 
     ``fields`` maps each required field to its type (or tuple of types); extra fields are allowed.
-    ``checker(completion, row[answer_field])`` says whether a model's completion is correct.
+    ``checker(completion, row[answer_field])`` says whether a model's completion is correct; with
+    ``answer_field=None`` the checker gets the whole row (a code task needs the entry point *and* the tests).
+    ``json_fields`` are stored in the ``Dataset`` as JSON text: Arrow needs one type per column, and a test's
+    ``expected`` value is an int in one row and a list in the next.
     """
 
     fields: dict[str, type | tuple[type, ...]]
     checker: Callable[[str, Any], bool] | None = None
-    answer_field: str = "expected"
+    answer_field: str | None = "expected"
     description: str = ""
     splits: tuple[str, ...] = field(default=("train", "heldout"))
+    json_fields: tuple[str, ...] = ()
 
 
 TASKS: dict[str, TaskSpec] = {}
@@ -134,10 +139,11 @@ def load_task(name: str, split: str = "train", data_dir: str | os.PathLike | Non
 
     if name not in TASKS:
         raise ValueError(f"unknown task {name!r}; registered tasks: {sorted(TASKS)}")
-    rows = read_rows(task_path(name, split, data_dir), TASKS[name])
+    spec = TASKS[name]
+    rows = read_rows(task_path(name, split, data_dir), spec)
     if not rows:
         raise ValueError(f"{task_path(name, split, data_dir)}: the file has no rows")
-    return Dataset.from_list(rows)
+    return Dataset.from_list([{**row, **{f: json.dumps(row[f]) for f in spec.json_fields}} for row in rows])
 
 
 def to_conversational(
@@ -196,5 +202,29 @@ register_task(
         fields={"uid": str, "prompt": str, "expected": int},
         checker=check_addition,
         description="Two-digit addition: 'What is 23 + 45? Answer with just the number.' -> 68",
+    ),
+)
+
+
+# --------------------------------------------------------------------------------------------------
+# The code task
+# --------------------------------------------------------------------------------------------------
+def check_code(completion: str, row: dict) -> bool:
+    """Whether the completion's code passes every test of ``row``, run in the sandbox (never in this process)."""
+    from sdpo_lite.rewards import code_execution_reward
+
+    result = code_execution_reward([row["prompt"]], [completion], entry_point=[row["entry_point"]],
+                                   tests=[row["tests"]])[0]
+    return result["score"] == 1.0
+
+
+register_task(
+    "code",
+    TaskSpec(
+        fields={"uid": str, "prompt": str, "entry_point": str, "tests": list, "category": str},
+        checker=check_code,
+        answer_field=None,
+        json_fields=("tests",),
+        description="Write a small Python function; judged by running its unit tests in the sandbox",
     ),
 )

@@ -100,7 +100,7 @@ def accuracy(
                 chunk = rows[start:start + batch_size]
                 completions = generate_greedy(model, tokenizer, [r["prompt"] for r in chunk], max_new_tokens)
                 for row, completion in zip(chunk, completions):
-                    expected = row[spec.answer_field]
+                    expected = row if spec.answer_field is None else row[spec.answer_field]
                     examples.append((row["prompt"], completion, expected, bool(spec.checker(completion, expected))))
                 bar.update(len(chunk))
     finally:

@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
-"""SDPO vs GRPO (and their blend) on the course's addition task, several seeds, one table.
+"""SDPO vs GRPO (and their blend, and SDPO without feedback) on a course task, several seeds, one table.
 
-    .venv/bin/python benchmarks/addition_compare.py --seeds 0 1 2              # the README table (CPU, ~1 h)
-    .venv/bin/python benchmarks/addition_compare.py --methods sdpo --lr 3e-5 1e-4 --seeds 0   # a learning-rate sweep
+    .venv/bin/python benchmarks/compare.py --seeds 0 1 2              # the README's addition table (CPU, ~1 h)
+    .venv/bin/python benchmarks/compare.py --methods sdpo --lr 3e-5 1e-4 --seeds 0   # a learning-rate sweep
+    .venv/bin/python benchmarks/compare.py --task code --methods sdpo sdpo-nofeedback --seeds 0 1 2   # notebook 03
 
-Every run starts from the same weights (the profile's model), trains for the same number of steps on the 50
-training problems, and is scored greedily on the held-out split. Reported per run: held-out accuracy before and
+Every run starts from the same weights (the profile's model), trains for the same number of steps on the task's
+training split, and is scored greedily on the held-out split. Reported per run: held-out accuracy before and
 after, the training success rate over the last 5 steps, the first step whose 5-step mean success reaches
 --target, the fraction of rollouts that had a teacher, and wall time.
 """
@@ -20,14 +21,20 @@ from pathlib import Path
 
 def make_method(name: str, a):
     from sdpo_lite import SDPOConfig
-    from sdpo_lite.rewards import addition_reward, addition_reward_reply, addition_reward_rich
+    from sdpo_lite.rewards import addition_reward, addition_reward_reply, addition_reward_rich, code_execution_reward
 
-    reward = {"rich": addition_reward_rich, "reply": addition_reward_reply, "plain": addition_reward}[a.reward]
+    if a.task == "code":  # one reward: the sandboxed tests, with their feedback
+        reward = plain = code_execution_reward
+    else:
+        reward = {"rich": addition_reward_rich, "reply": addition_reward_reply, "plain": addition_reward}[a.reward]
+        plain = addition_reward
     if name == "grpo":
-        return SDPOConfig(enabled=False), addition_reward
+        return SDPOConfig(enabled=False), plain
     common = dict(alpha=a.alpha, distillation_topk=a.topk, ema_tau=a.ema, teacher_mode=a.teacher)
     if name == "sdpo":
         return SDPOConfig(**common), reward
+    if name == "sdpo-nofeedback":  # teachers only from successful peers
+        return SDPOConfig(include_feedback=False, **common), reward
     if name == "blend":
         return SDPOConfig(grpo_weight=a.lam, **common), reward
     raise ValueError(name)
@@ -43,7 +50,9 @@ def first_step_reaching(series, target, window=5):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--methods", nargs="+", default=["grpo", "sdpo", "blend"])
+    ap.add_argument("--task", choices=["addition", "code"], default="addition")
+    ap.add_argument("--methods", nargs="+", default=["grpo", "sdpo", "blend"],
+                    choices=["grpo", "sdpo", "blend", "sdpo-nofeedback"])
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--profile", default=None, help="cpu | gpu | tiny (default: from the hardware)")
     ap.add_argument("--steps", type=int)
@@ -60,13 +69,16 @@ def main():
     a = ap.parse_args()
 
     from sdpo_lite.course import choose_profile, train_run
+    from sdpo_lite.data import load_task, to_conversational
     from sdpo_lite.evaluate import accuracy
     from sdpo_lite.models import load_model
 
-    profile = choose_profile(a.profile, **({"steps": a.steps} if a.steps else {}))
+    profile = choose_profile(a.profile, task=a.task, **({"steps": a.steps} if a.steps else {}))
     print(profile.describe(), flush=True)
+    dataset = to_conversational(load_task(a.task, "train"))
     model, tok = load_model(profile.model_name)
-    before = accuracy(model, tok, "addition", "heldout", limit=profile.eval_limit, progress=False).accuracy
+    before = accuracy(model, tok, a.task, "heldout", max_new_tokens=profile.eval_tokens, limit=profile.eval_limit,
+                      progress=False).accuracy
     del model
     print(f"held-out accuracy before training: {before:.1%}", flush=True)
     rows = []
@@ -76,7 +88,8 @@ def main():
             for seed in a.seeds:
                 sdpo, reward = make_method(method, a)
                 t0 = time.perf_counter()
-                run = train_run(method, profile, reward, sdpo=sdpo, seed=seed, learning_rate=lr, disable_tqdm=True)
+                run = train_run(method, profile, reward, sdpo=sdpo, seed=seed, learning_rate=lr, disable_tqdm=True,
+                                dataset=dataset, eval_task=a.task)
                 success = run.series("reward")
                 row = {"method": method, "lr": lr, "seed": seed, "before": before, "after": run.accuracy,
                        "train_success_last5": statistics.mean(success[-5:]),
@@ -90,7 +103,7 @@ def main():
                 if a.json:
                     a.json.write_text(json.dumps({"args": vars(a) | {"json": str(a.json)}, "profile": profile.describe(),
                                                   "rows": rows}, indent=1))
-    print(f"\n{profile.describe()}; reward: {a.reward}; alpha {a.alpha}, top-{a.topk}, EMA {a.ema}, blend lambda {a.lam}\n")
+    print(f"\n{profile.describe()}; task {a.task}; reward: {a.reward if a.task == 'addition' else 'code tests'}; alpha {a.alpha}, top-{a.topk}, EMA {a.ema}, blend lambda {a.lam}\n")
     print("| method | lr | held-out before | held-out after (mean, min-max over seeds) | train success, last 5 steps "
           f"| steps to {a.target:.0%} train success | rollouts with a teacher |")
     print("|---|---|---|---|---|---|---|")
