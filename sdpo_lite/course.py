@@ -48,9 +48,12 @@ PROFILES = {
     "cpu": Profile("cpu", "smollm2-135m", steps=24, prompts_per_step=1, num_generations=8, max_completion_length=16,
                    learning_rate=1e-5, eval_limit=None, sdpo_learning_rate=1e-5,
                    note="about 10 minutes for the whole notebook on 2 cores"),
+    # GPU numbers are estimates until measured on a T4: the step time measured on an H200 (README, Performance) x 2.
     "gpu": Profile("gpu", "Qwen/Qwen2.5-0.5B-Instruct", steps=100, prompts_per_step=4, num_generations=8,
                    max_completion_length=32, learning_rate=1e-5, eval_limit=None, sdpo_learning_rate=5e-6,
-                   note="a free T4 or better; not yet tuned on a GPU"),
+                   grad_accum=2,
+                   note="a free T4 or better; about 12 minutes for notebook 01 on a T4 (an estimate, not yet "
+                        "measured on a T4); learning rates not yet tuned on a GPU"),
     "tiny": Profile("tiny", "tiny", steps=3, prompts_per_step=1, num_generations=4, max_completion_length=8,
                     learning_rate=1e-3, eval_limit=16, sdpo_learning_rate=1e-3,
                     note="development only: random weights, numbers mean nothing"),
@@ -63,9 +66,10 @@ TASK_OVERRIDES = {
     "addition": {},
     "code": {
         "cpu": dict(steps=10, max_completion_length=64, eval_tokens=96,
-                    note="about 10 minutes for the whole notebook on 2 cores"),
-        "gpu": dict(steps=60, prompts_per_step=4, max_completion_length=256, eval_tokens=256, grad_accum=4,
-                    note="a free T4 or better; not yet tuned on a GPU"),
+                    note="about 6 minutes for notebook 03 on 2 cores"),
+        "gpu": dict(steps=40, prompts_per_step=4, max_completion_length=256, eval_tokens=256, grad_accum=8,
+                    note="a free T4 or better; about 20 minutes for notebook 03 on a T4 (an estimate, not yet "
+                         "measured on a T4); not yet tuned on a GPU"),
         "tiny": dict(max_completion_length=16, eval_tokens=16),
     },
 }
@@ -96,7 +100,8 @@ def grpo_args(profile: Profile, output_dir: str, seed: int = 0, **overrides):
 
     rollouts = profile.prompts_per_step * profile.num_generations  # one generation batch = one optimiser step
     kwargs = dict(output_dir=output_dir, per_device_train_batch_size=rollouts // profile.grad_accum,
-                  gradient_accumulation_steps=profile.grad_accum, num_generations=profile.num_generations, max_completion_length=profile.max_completion_length,
+                  gradient_accumulation_steps=profile.grad_accum, num_generations=profile.num_generations,
+                  max_completion_length=profile.max_completion_length,
                   max_steps=profile.steps, learning_rate=profile.learning_rate, temperature=profile.temperature,
                   lr_scheduler_type="constant", warmup_steps=0, logging_steps=1, save_strategy="no", report_to=[],
                   seed=seed, disable_tqdm=False, **precision_flags())

@@ -95,6 +95,6 @@ def test_grad_accum_splits_the_backward_not_the_generation_batch():
         args = grpo_args(profile, "/tmp/sdpo_profile_test")
         assert args.generation_batch_size == profile.prompts_per_step * profile.num_generations
         assert args.per_device_train_batch_size * args.gradient_accumulation_steps == args.generation_batch_size
-    assert grpo_args(choose_profile("gpu", task="code"), "/tmp/sdpo_profile_test").gradient_accumulation_steps == 4
+    assert grpo_args(choose_profile("gpu", task="code"), "/tmp/sdpo_profile_test").gradient_accumulation_steps == 8
     with pytest.raises(ValueError, match="grad_accum=3 must divide"):
         choose_profile("cpu", grad_accum=3)
