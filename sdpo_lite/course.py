@@ -72,6 +72,17 @@ TASK_OVERRIDES = {
                          "measured on a T4); not yet tuned on a GPU"),
         "tiny": dict(max_completion_length=16, eval_tokens=16),
     },
+    # Notebook 02 (LoRA; the 0.9 GRPO + 0.1 SDPO blend). CPU, one run each: the blend at 1e-4 went 43% -> 56%
+    # held-out; pure SDPO 43% -> 11% (1e-4), 29% (3e-5), 43% (1e-5). GPU numbers are untested.
+    "parity": {
+        "cpu": dict(steps=24, max_completion_length=24, eval_tokens=24, temperature=0.7, learning_rate=1e-4,
+                    sdpo_learning_rate=1e-4, eval_limit=None, note="LoRA; about 3 minutes for the notebook on 2 cores"),
+        "gpu": dict(steps=100, prompts_per_step=4, max_completion_length=256, eval_tokens=256, temperature=1.0,
+                    learning_rate=5e-5, sdpo_learning_rate=5e-5, eval_limit=None,
+                    note="Unsloth 4-bit QLoRA; not yet run on a GPU"),
+        "tiny": dict(steps=2, max_completion_length=16, eval_tokens=16, eval_limit=8, learning_rate=1e-3,
+                     sdpo_learning_rate=1e-3, note="development only: random weights, numbers mean nothing"),
+    },
 }
 
 
@@ -332,7 +343,6 @@ def rollout_group(model, tokenizer, row: dict, reward_func, *, n: int = 8, max_n
     import torch
     from transformers import GenerationConfig
 
-    from sdpo_lite.reprompt import RolloutRecord, plan_teachers, render_teacher_prompt
     from sdpo_lite.trainer import split_reward_outputs
 
     config = config or SDPOConfig()
@@ -354,10 +364,22 @@ def rollout_group(model, tokenizer, row: dict, reward_func, *, n: int = 8, max_n
     completions = tokenizer.batch_decode(output[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
     columns = {k: [v] * n for k, v in row.items() if k != "prompt"}  # dataset columns, one entry per completion
     scores, feedback = split_reward_outputs(reward_func([prompt] * n, completions, **columns), n, "reward_func")
+    return teacher_records(prompt, completions, scores, feedback, tokenizer, config)
+
+
+def teacher_records(prompt, completions: list[str], scores: list[float], feedback: list[str | None], tokenizer,
+                    config: SDPOConfig | None = None) -> list:
+    """The RolloutRecords of one group (one prompt, its completions): who demonstrates, what each teacher reads.
+
+    The trainer's own reprompting (`reprompt.plan_teachers`, `render_teacher_prompt`), on completions you give, so a
+    notebook can show teacher prompts (feedback, a peer's solution, stripped thinking) before any training.
+    """
+    from sdpo_lite.reprompt import RolloutRecord, plan_teachers, render_teacher_prompt
+
+    config = config or SDPOConfig()
+    n = len(completions)
     plans = plan_teachers([prompt] * n, completions, feedback, config, groups=[0] * n, scores=scores)
-    records = []
-    for completion, score, fb, plan in zip(completions, scores, feedback, plans):
-        teacher = render_teacher_prompt(prompt, plan["teacher_message"], tokenizer) if plan["teacher_message"] else None
-        records.append(RolloutRecord(prompt=prompt, completion=completion, score=score, feedback=fb, group=0,
-                                     teacher_prompt=teacher, **plan))
-    return records
+    return [RolloutRecord(prompt=prompt, completion=c, score=s, feedback=f, group=0, **p,
+                          teacher_prompt=render_teacher_prompt(prompt, p["teacher_message"], tokenizer)
+                          if p["teacher_message"] else None)
+            for c, s, f, p in zip(completions, scores, feedback, plans)]

@@ -228,3 +228,59 @@ register_task(
         description="Write a small Python function; judged by running its unit tests in the sandbox",
     ),
 )
+
+
+# --------------------------------------------------------------------------------------------------
+# The parity task: even or odd, reasoning inside <think></think>
+# --------------------------------------------------------------------------------------------------
+_PARITY_WORD = re.compile(r"\b(even|odd)\b", re.IGNORECASE)
+_ECHO = re.compile(r"\b(even\s+or\s+odd|odd\s+or\s+even)\b", re.IGNORECASE)
+
+
+def split_thinking(text: str, tag: str = "think") -> tuple[str | None, str | None]:
+    """``(thinking, answer)`` of a completion: the text inside the last ``<tag>...</tag>`` and the text after it.
+
+    No tags at all: ``(None, text)``, the whole text is the answer. An opened tag that is never closed (the model
+    ran out of tokens while thinking): ``(rest, None)``, there is no answer yet.
+    """
+    text = text or ""
+    close = f"</{tag}>"
+    if close in text:
+        before, answer = text.rsplit(close, 1)
+        return before.rsplit(f"<{tag}>", 1)[-1], answer
+    if f"<{tag}>" in text:
+        return text.rsplit(f"<{tag}>", 1)[1], None
+    return None, text
+
+
+def parity_answer(text: str) -> str | None:
+    """The model's answer, ``"even"``, ``"odd"`` or None: the parity word used after the closing ``</think>``.
+
+    Tolerant, because small models are chatty: any case, punctuation and extra words ("The answer is \"Odd\"."),
+    a reply without a think block is read whole, and an echo of the question ("Even or odd: 876") is not an answer.
+    Not fooled by hedging: an answer that says both ("1. 543 is even. 2. 543 is odd.") is no answer, or RL learns
+    to list both and collect half the reward.
+    """
+    words = parity_words(text)
+    return words.pop() if len(words) == 1 else None
+
+
+def parity_words(text: str) -> set[str]:
+    """The parity words ("even", "odd") used after ``</think>``, lower-cased; an echo of the question is skipped."""
+    _, answer = split_thinking(text)
+    return {w.lower() for w in _PARITY_WORD.findall(_ECHO.sub(" ", answer or ""))}
+
+
+def check_parity(text: str, expected: str) -> bool:
+    """Whether the completion's answer is ``expected`` ("even" or "odd")."""
+    return parity_answer(text) == str(expected).strip().lower()
+
+
+register_task(
+    "parity",
+    TaskSpec(
+        fields={"uid": str, "prompt": str, "number": int, "expected": str},
+        checker=check_parity,
+        description="Even or odd, thinking inside <think></think>: 'Is 347 even or odd? ...' -> 'odd'",
+    ),
+)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import re
 
-from sdpo_lite.data import addition_answer
+from sdpo_lite.data import addition_answer, parity_answer, parity_words, split_thinking
 from sdpo_lite.sandbox import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT, run_batch
 
 __all__ = [
@@ -205,3 +205,65 @@ def make_addition_reward(rich: bool = False, show_reply: bool = False):
 addition_reward = make_addition_reward(rich=False)
 addition_reward_rich = make_addition_reward(rich=True)
 addition_reward_reply = make_addition_reward(rich=True, show_reply=True)
+
+
+# ----------------------------------------------------------------------------------------------
+# Parity (even or odd, thinking inside <think></think>)
+# ----------------------------------------------------------------------------------------------
+__all__ += ["parity_reward"]
+
+_FIRST_INT = re.compile(r"-?\d+")
+
+
+def _parity_truth(number: int | None, target: str) -> str:
+    """ "347 is odd (its last digit, 7, is odd)", or just "the answer is odd" when the number is unknown."""
+    if number is None:
+        return f"the answer is {target}"
+    return f"{number} is {target} (its last digit, {abs(number) % 10}, is {target})"
+
+
+def _parity_feedback(text: str, number: int | None, target: str) -> str:
+    thinking, after = split_thinking(text)
+    answer = parity_answer(text)
+    truth = _parity_truth(number, target)
+    if answer == target:
+        verdict = f"Correct: {truth}."
+    elif after is None:
+        verdict = f"No answer: the <think> block was never closed with </think>, so nothing was read. Here {truth}."
+    elif len(parity_words(text)) == 2:
+        verdict = f"No answer: you wrote both even and odd; commit to one word. Here {truth}."
+    elif answer is None:
+        verdict = f"No answer: end with one word, even or odd, after </think>. Here {truth}."
+    else:
+        verdict = f"Wrong: {truth}; you answered {answer}."
+    if thinking is None:
+        verdict += " Your reply had no <think>...</think> block: think inside the tags, then answer."
+    return verdict
+
+
+def parity_reward(prompts, completions, expected=None, number=None, log_metric=None, **kwargs) -> list[dict]:
+    """1.0 when the word after ``</think>`` is the right parity, else 0.0; the feedback says what went wrong.
+
+    The score judges only the answer, with the same tolerant checker as evaluation (``check_parity``), so a model
+    that never writes a think block is not stuck at zero. The feedback also reports the format, for the teacher:
+    "Wrong: 347 is odd (its last digit, 7, is odd); you answered even. Your reply had no <think>...</think> block:
+    think inside the tags, then answer." ``number`` (a dataset column) names the number; without it the first
+    integer of the prompt is used.
+    """
+    if expected is None:
+        raise ValueError("parity_reward needs the dataset column 'expected'")
+    n = len(completions)
+    targets = [str(t).strip().lower() for t in _per_sample(expected, n, "expected")]
+    prompt_list = _per_sample(prompts, n, "prompts") if prompts is not None else [""] * n
+    if number is not None:
+        numbers = [int(x) for x in _per_sample(number, n, "number")]
+    else:
+        numbers = [int(m[0]) if (m := _FIRST_INT.search(_prompt_text(p))) else None for p in prompt_list]
+    out = []
+    for completion, target, num in zip(completions, targets, numbers):
+        text = completion_text(completion)
+        out.append({"score": 1.0 if parity_answer(text) == target else 0.0,
+                    "feedback": _parity_feedback(text, num, target)})
+    if out:
+        _log(log_metric, "parity/accuracy", sum(r["score"] for r in out) / n)
+    return out

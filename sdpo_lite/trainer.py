@@ -16,19 +16,23 @@ Overrides of GRPOTrainer (targets trl 1.15.0; private methods move between relea
     _generate_and_score_completions   attach teacher prompts to the batch TRL will shuffle and split
     _compute_loss                     the SDPO loss (and the lambda-blend with GRPO's loss)
     _get_per_token_logps_and_entropies  reuse the student pass we already ran, for the GRPO part of a blend
+The base is always TRL's own GRPOTrainer, even when Unsloth has replaced `trl.GRPOTrainer` first
+(`_genuine_grpo_trainer`, docs/unsloth.md).
 """
 from __future__ import annotations
 
 import functools
+import importlib.util
 import inspect
 import logging
 import math
+import os
+import sys
 import types
 
 import torch
 from accelerate.utils import gather_object
 from transformers import TrainerCallback
-from trl import GRPOTrainer
 
 from sdpo_lite import trl_cpu
 from sdpo_lite.config import SDPOConfig
@@ -39,6 +43,54 @@ from sdpo_lite.teacher import Teacher, backbone_hidden_states, is_peft
 
 logger = logging.getLogger(__name__)
 trl_cpu.install()  # TRL 1.15's fused LM head needs Triton; without it (CPU) we supply a PyTorch version
+
+GENUINE_COPY = "trl.trainer._sdpo_genuine_grpo"  # where a private copy of TRL's module lives, when one is needed
+_HOOKS = ("_generate_and_score_completions", "_calculate_rewards", "_compute_loss",
+          "_get_per_token_logps_and_entropies")
+
+
+def _genuine_grpo_trainer():
+    """TRL's own GRPOTrainer class, whether or not Unsloth has already replaced `trl.GRPOTrainer`.
+
+    Why: `import unsloth` (and `PatchFastRL`) rebinds `trl.GRPOTrainer` and `trl.trainer.grpo_trainer.GRPOTrainer`
+    to an UnslothGRPOTrainer generated from TRL's source. TRL's class is not in its MRO, and its `compute_loss` runs
+    Unsloth's own GRPO loss without calling `_compute_loss`, so a subclass of it would silently train GRPO, not
+    SDPO. Unsloth's gains (4-bit weights, LoRA kernels, its gradient checkpointing) live in the model and work under
+    either trainer. So: TRL's class if it is still in place, else a private copy of its module, executed from TRL's
+    own file inside the `trl.trainer` package (its relative imports resolve to the loaded, possibly patched, helpers).
+    """
+    import trl.trainer
+    import trl.trainer.grpo_trainer as module
+
+    if _is_trls(module.GRPOTrainer, "trl.trainer.grpo_trainer"):
+        return module.GRPOTrainer
+    if GENUINE_COPY not in sys.modules:
+        path = os.path.join(os.path.dirname(trl.trainer.__file__), "grpo_trainer.py")
+        spec = importlib.util.spec_from_file_location(GENUINE_COPY, path)
+        copy = importlib.util.module_from_spec(spec)
+        sys.modules[GENUINE_COPY] = copy  # registered first, as the import system does (dataclasses, pickling)
+        try:
+            spec.loader.exec_module(copy)
+        except Exception as err:
+            del sys.modules[GENUINE_COPY]
+            raise ImportError(_NO_GENUINE.format(found=module.GRPOTrainer, why=f"{type(err).__name__}: {err}")) from err
+    cls = getattr(sys.modules[GENUINE_COPY], "GRPOTrainer", None)
+    if not _is_trls(cls, GENUINE_COPY):
+        raise ImportError(_NO_GENUINE.format(found=module.GRPOTrainer, why=f"the copy holds {cls!r}"))
+    return cls
+
+
+def _is_trls(cls, module_name: str) -> bool:
+    """Whether `cls` is the GRPOTrainer defined in `module_name`, with every hook SDPOTrainer overrides."""
+    return (isinstance(cls, type) and cls.__module__ == module_name and cls.__qualname__ == "GRPOTrainer"
+            and all(hasattr(cls, hook) for hook in _HOOKS))
+
+
+_NO_GENUINE = ("sdpo_lite needs TRL's own GRPOTrainer, but trl.GRPOTrainer is now {found!r} (replaced, e.g. by "
+               "Unsloth) and a private copy of TRL's grpo_trainer module could not be loaded ({why}). Fix: in a fresh "
+               "Python process, import sdpo_lite.trainer BEFORE `import unsloth` and PatchFastRL (Unsloth then warns "
+               "that trl came first; its model-side speed-ups still apply), and report your trl/unsloth versions.")
+GRPOTrainer = _genuine_grpo_trainer()
 
 
 class SDPOTrainer(GRPOTrainer):
