@@ -9,9 +9,12 @@ Even or odd, with the reasoning inside <think></think>: "Is 347 even or odd? ...
 """
 from __future__ import annotations
 
-import json
 import random
+import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from sdpo_lite.data import render_jsonl as render, write_splits  # noqa: E402,F401 (render: the tests compare with it)
 
 SEED = 2026
 N_TRAIN = 64
@@ -38,17 +41,8 @@ def make_splits(seed: int = SEED) -> dict[str, list[dict]]:
     }
 
 
-def render(rows: list[dict]) -> str:
-    """One JSON object per line, keys in a fixed order, trailing newline."""
-    return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
-
-
 def main() -> None:
-    out = Path(__file__).resolve().parent / "parity"
-    out.mkdir(exist_ok=True)
-    for split, rows in make_splits().items():
-        (out / f"{split}.jsonl").write_text(render(rows), encoding="utf-8")
-        print(f"wrote {len(rows)} rows to {out / f'{split}.jsonl'}")
+    write_splits(Path(__file__).resolve().parent / "parity", make_splits())
 
 
 if __name__ == "__main__":

@@ -27,6 +27,8 @@ __all__ = [
     "data_root",
     "task_path",
     "read_rows",
+    "render_jsonl",
+    "write_splits",
     "load_task",
     "to_conversational",
     "addition_answer",
@@ -131,6 +133,20 @@ def read_rows(path: str | os.PathLike, spec: TaskSpec | None = None) -> list[dic
                 seen_uids[row["uid"]] = lineno
             rows.append(row)
     return rows
+
+
+def render_jsonl(rows: list[dict]) -> str:
+    """The task-file format that `read_rows` reads: one JSON object per line, keys in order, trailing newline."""
+    return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+
+
+def write_splits(folder: str | os.PathLike, splits: dict[str, list[dict]]) -> None:
+    """Write `<folder>/<split>.jsonl` for each split (what the `data/make_<task>.py` generators do once)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, rows in splits.items():
+        (folder / f"{split}.jsonl").write_text(render_jsonl(rows), encoding="utf-8")
+        print(f"wrote {len(rows)} rows to {folder / f'{split}.jsonl'}")
 
 
 def load_task(name: str, split: str = "train", data_dir: str | os.PathLike | None = None) -> "Dataset":
