@@ -152,16 +152,85 @@ class StudentSupport:
     entropy: torch.Tensor  # (B, T) entropy of p, detached (a metric)
 
 
-def _head_logprobs(hidden, weight, bias, temperature):
-    """(N, H) hidden states -> (N, V) log-probs at the sampling temperature, in fp32 at least (bf16 log-softmax
-    over 50k+ tokens loses the small probabilities the divergence is made of)."""
-    logits = F.linear(hidden, weight, bias)
-    logits = logits.to(torch.promote_types(logits.dtype, torch.float32)) / temperature
-    return torch.log_softmax(logits, dim=-1)
+@dataclass(frozen=True)
+class LMHead:
+    """The output projection as the model itself applies it: logits = softcap(logit_scale * (h W^T + b)).
+
+    Most models use scale 1 and no cap, but Gemma 2/3 squash their final logits with cap * tanh(z / cap), Cohere
+    multiplies them by `logit_scale`, Granite divides them by `logits_scaling`: without this, student and teacher
+    distributions of those families would be wrong. `weight` and `bias` are read when the head is built, so under
+    PEFT the copy of a `modules_to_save` head that belongs to the active adapter (student or teacher) is the one kept.
+    """
+
+    weight: torch.Tensor  # (V, H)
+    bias: torch.Tensor | None  # (V,) or None
+    logit_scale: float = 1.0
+    softcap: float | None = None
+
+    def __call__(self, hidden: torch.Tensor) -> torch.Tensor:
+        """(..., H) hidden states -> (..., V) logits, at least fp32 (bf16 log-softmax over 50k+ tokens loses the
+        small probabilities the divergence is made of)."""
+        logits = F.linear(hidden, self.weight, self.bias)
+        logits = logits.to(torch.promote_types(logits.dtype, torch.float32)) * self.logit_scale
+        if self.softcap is not None:
+            logits = self.softcap * torch.tanh(logits / self.softcap)
+        return logits
 
 
-def _student_chunk(hidden, y, weight, bias, temperature, topk):
-    logp = _head_logprobs(hidden, weight, bias, temperature)  # (n, V), freed after this chunk
+def logit_transform(config) -> tuple[float, float | None]:
+    """(logit_scale, softcap) of a model's final logits, read from its config (the text config of a multimodal one).
+
+    The same rule TRL's fused LM head uses, so the GRPO part of a blend and the SDPO part see one distribution:
+    `final_logit_softcapping` (Gemma 2/3); a multiplier `logit_scale` (Cohere), `output_multiplier` or
+    `lm_head_multiplier` (Falcon-H1); `logits_scaling` divides (Granite, MiniCPM3) except in HyperCLOVA X,
+    where it multiplies. tests/test_families.py checks this against the models' own logits.
+    """
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    softcap = getattr(text, "final_logit_softcapping", None)
+    scale = getattr(text, "logit_scale", None)
+    for name in ("output_multiplier", "lm_head_multiplier"):
+        scale = getattr(text, name, None) if scale is None else scale
+    if scale is None and getattr(text, "logits_scaling", None) is not None:
+        scale = text.logits_scaling if text.model_type == "hyperclovax" else 1.0 / text.logits_scaling
+    return (1.0 if scale is None else float(scale)), (float(softcap) if softcap else None)
+
+
+def lm_head_of(causal_lm) -> LMHead:
+    """The LMHead of a causal LM (a transformers model, not a PeftModel), read NOW.
+
+    Refuses a LoRA-wrapped head: its `.weight` is the frozen base weight, so the adapter's delta would be
+    silently left out of both passes.
+    """
+    module = causal_lm.get_output_embeddings()
+    if _is_adapter_layer(module):
+        raise ValueError("sdpo_lite does not support LoRA on the LM head (target_modules includes it): its adapter "
+                         "would be left out of the distillation. Drop the head from LoRA's target_modules, or train "
+                         "it fully with LoraConfig(modules_to_save=['lm_head']).")
+    scale, softcap = logit_transform(causal_lm.config)
+    return LMHead(weight=module.weight, bias=module.bias, logit_scale=scale, softcap=softcap)
+
+
+def _is_adapter_layer(module) -> bool:
+    try:
+        from peft.tuners.tuners_utils import BaseTunerLayer
+    except ImportError:  # no PEFT installed: no adapters either
+        return False
+    return isinstance(module, BaseTunerLayer)
+
+
+def as_lm_head(head) -> LMHead:
+    """Accept an LMHead, or a plain linear layer (scale 1, no cap), e.g. in tests and the visualisations."""
+    return head if isinstance(head, LMHead) else LMHead(weight=head.weight, bias=head.bias)
+
+
+def _head_logprobs(hidden, head: LMHead, temperature):
+    """(N, H) hidden states -> (N, V) log-probs at the sampling temperature, in fp32 at least."""
+    return torch.log_softmax(head(hidden) / temperature, dim=-1)
+
+
+def _student_chunk(hidden, y, weight, bias, logit_scale, softcap, temperature, topk):
+    head = LMHead(weight, bias, logit_scale, softcap)  # rebuilt from tensors: checkpoint() replays plain arguments
+    logp = _head_logprobs(hidden, head, temperature)  # (n, V), freed after this chunk
     logp_y = logp.gather(-1, y.unsqueeze(-1)).squeeze(-1)  # (n,)
     with torch.no_grad():
         entropy = -(logp.exp() * logp).sum(-1)  # (n,)
@@ -177,12 +246,13 @@ def student_topk_logprobs(hidden, lm_head, completion_ids, *, topk, temperature,
     Each chunk of positions is projected through the LM head inside an activation checkpoint, so autograd keeps
     only the (chunk, K) outputs; the (chunk, V) logits are recomputed in the backward pass instead of stored.
     """
+    head = as_lm_head(lm_head)
     B, T, H = hidden.shape
     flat_h, flat_y = hidden.reshape(B * T, H), completion_ids.reshape(B * T)
     outs = []
     for start in range(0, B * T, chunk_size):
-        args = (flat_h[start:start + chunk_size], flat_y[start:start + chunk_size], lm_head.weight, lm_head.bias,
-                temperature, topk)
+        args = (flat_h[start:start + chunk_size], flat_y[start:start + chunk_size], head.weight, head.bias,
+                head.logit_scale, head.softcap, temperature, topk)
         if torch.is_grad_enabled() and flat_h.requires_grad:
             outs.append(checkpoint(_student_chunk, *args, use_reentrant=False))
         else:
@@ -200,13 +270,14 @@ def teacher_logprobs_at(hidden, lm_head, completion_ids, ids, *, temperature, ch
     hidden: (B, T, H); ids: (B, T, K) or None for the full vocabulary.
     Returns (logq_S (B, T, K), logq_y (B, T)).
     """
+    head = as_lm_head(lm_head)
     B, T, H = hidden.shape
     flat_h, flat_y = hidden.reshape(B * T, H), completion_ids.reshape(B * T)
     flat_ids = ids.reshape(B * T, -1) if ids is not None else None
     logq_S, logq_y = [], []
     for start in range(0, B * T, chunk_size):
         end = start + chunk_size
-        logq = _head_logprobs(flat_h[start:end], lm_head.weight, lm_head.bias, temperature)  # (n, V)
+        logq = _head_logprobs(flat_h[start:end], head, temperature)  # (n, V)
         logq_y.append(logq.gather(-1, flat_y[start:end].unsqueeze(-1)).squeeze(-1))
         logq_S.append(logq if flat_ids is None else logq.gather(-1, flat_ids[start:end]))
     return torch.cat(logq_S).reshape(B, T, -1), torch.cat(logq_y).reshape(B, T)

@@ -26,6 +26,7 @@ class RolloutRecord:
     teacher_message: str | None = None  # the reprompted user message, before the chat template
     demo_used: bool = False
     feedback_used: bool = False
+    feedback_ignored: bool = False  # the rollout succeeded, so its feedback was not shown to a teacher
     demo_index: int | None = None  # index (within the gathered batch) of the peer whose answer is shown
     thinking_stripped: bool = False
     spans: dict = field(default_factory=dict)  # {"demonstration"|"feedback": (start, end)} in teacher_message
@@ -36,16 +37,23 @@ class RolloutRecord:
 # ----------------------------------------------------------------------------------------------------------------
 # Who gets which demonstration
 # ----------------------------------------------------------------------------------------------------------------
-def choose_demonstrations(groups, scores, *, success_threshold, dont_reprompt_on_self_success=True):
+def is_success(score, success_threshold: float) -> bool:
+    """A rollout succeeded when its raw reward reaches the threshold; None/NaN (unscorable) never succeeds."""
+    return score is not None and not math.isnan(score) and score >= success_threshold
+
+
+def choose_demonstrations(groups, scores, *, success_threshold, dont_reprompt_on_self_success=True, usable=None):
     """For each rollout, the index of the first successful rollout of its group, or None.
 
     `scores` are RAW rewards: advantages are group-centred, so a group where everybody failed would still have
     "positive" rollouts. NaN (unscorable) never counts as a success. With `dont_reprompt_on_self_success` a
-    rollout never sees itself, so a lone success gets no demonstration.
+    rollout never sees itself, so a lone success gets no demonstration. `usable[i] = False` keeps a success from
+    demonstrating (e.g. its text is empty: TRL's mask_truncated_completions masks a truncated answer out entirely).
     """
+    usable = [True] * len(scores) if usable is None else usable
     successes: dict = {}
     for i, (g, s) in enumerate(zip(groups, scores, strict=True)):
-        if s is not None and not math.isnan(s) and s >= success_threshold:
+        if is_success(s, success_threshold) and usable[i]:
             successes.setdefault(g, []).append(i)
     chosen = []
     for i, g in enumerate(groups):
@@ -126,19 +134,27 @@ def plan_teachers(prompts, demos, feedbacks, config: SDPOConfig, *, groups, scor
 
     prompts, demos (demonstration-ready completion texts), feedbacks (str or None), groups, scores: one per
     rollout. Returns RolloutRecord-like dicts with teacher_message and spans filled (no chat template yet).
+
+    Feedback is read only for rollouts that FAILED (raw reward below success_threshold, or unscorable). The
+    template calls it "feedback from your unsuccessful earlier attempt", and the official environments return no
+    feedback for a success; a reward that says "Correct!" on success would otherwise give a lone success a
+    teacher that is told its right answer was wrong. The plan records this as `feedback_ignored`.
     """
     chosen = choose_demonstrations(groups, scores, success_threshold=config.success_threshold,
-                                   dont_reprompt_on_self_success=config.dont_reprompt_on_self_success)
+                                   dont_reprompt_on_self_success=config.dont_reprompt_on_self_success,
+                                   usable=[bool(d and d.strip()) for d in demos])
+    succeeded = [is_success(s, config.success_threshold) for s in scores]
     plans = []
     for i, prompt in enumerate(prompts):
         plan = {"demo_index": None, "demo_used": False, "feedback_used": False, "teacher_message": None,
-                "spans": {}, "thinking_stripped": False}
+                "spans": {}, "thinking_stripped": False,
+                "feedback_ignored": bool(succeeded[i] and feedbacks[i] and feedbacks[i].strip())}
         if config.reprompt_teacher:
             demo = None
             if chosen[i] is not None:
                 demo, plan["thinking_stripped"] = strip_thinking(demos[chosen[i]], config.thinking_tag)
                 plan["demo_index"] = chosen[i]
-            fb = feedbacks[i] if feedbacks[i] and feedbacks[i].strip() else None
+            fb = feedbacks[i] if feedbacks[i] and feedbacks[i].strip() and not succeeded[i] else None
             use_fb = config.include_feedback and fb is not None and not (
                 config.feedback_only_without_solution and demo is not None)
             if demo is not None or use_fb:

@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from sdpo_lite.config import SDPOConfig
+from sdpo_lite.loss import LMHead, lm_head_of
 
 TEACHER_ADAPTER = "sdpo_teacher"
 
@@ -59,7 +60,7 @@ class Teacher:
         self.student = student  # the unwrapped student (a PreTrainedModel or a PeftModel)
         self.uses_adapter = is_peft(student) and self.mode != "live"
         self.module = None  # the full-model copy, when there is one
-        self._pairs: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]] = []  # (teacher, student, shadow)
+        self._pairs: list[tuple[str, torch.Tensor, torch.Tensor, torch.Tensor | None]] = []  # (name, teacher, student, shadow)
         self.updates = 0
         if self.mode == "live":
             return
@@ -76,7 +77,7 @@ class Teacher:
         self.module = teacher
         s_params = dict(self.student.named_parameters())
         for name, t in teacher.named_parameters():
-            self._register(t, s_params[name])
+            self._register(name, t, s_params[name])
 
     def _init_adapter(self):
         peft_model = self.student
@@ -93,15 +94,15 @@ class Teacher:
                 t.requires_grad_(False)
                 with torch.no_grad():
                     t.copy_(s_params[student_name])  # the teacher starts as the student
-                self._register(t, s_params[student_name])
+                self._register(name, t, s_params[student_name])
         if not self._pairs:
             raise RuntimeError("could not find the teacher adapter's weights; is this a LoRA model?")
 
-    def _register(self, t: torch.Tensor, s: torch.Tensor):
+    def _register(self, name: str, t: torch.Tensor, s: torch.Tensor):
         if not t.dtype.is_floating_point:
             return  # quantised / integer storage: not averaged
         shadow = t.detach().float().clone() if t.dtype in (torch.float16, torch.bfloat16) else None
-        self._pairs.append((t, s, shadow))
+        self._pairs.append((name, t, s, shadow))
 
     # -- the EMA step ----------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -109,7 +110,7 @@ class Teacher:
         """theta_T <- (1 - tau) theta_T + tau theta_S (in fp32 when the weights are half precision)."""
         if self.mode != "ema" or self.tau == 0.0:
             return
-        for t, s, shadow in self._pairs:
+        for _, t, s, shadow in self._pairs:
             if shadow is not None:
                 shadow.lerp_(s.detach().float(), self.tau)
                 t.copy_(shadow)
@@ -119,14 +120,17 @@ class Teacher:
 
     # -- the forward pass ------------------------------------------------------------------------------------
     @torch.no_grad()
-    def hidden_states(self, input_ids, attention_mask):
-        """(B, L) -> (B, L, H) teacher hidden states, and the LM head to project them with."""
+    def hidden_states(self, input_ids, attention_mask) -> tuple[torch.Tensor, LMHead]:
+        """(B, L) -> (B, L, H) teacher hidden states, and the teacher's LM head to project them with.
+
+        Always in eval mode (no dropout: the target must not be noisy), whatever mode the student is in. The head
+        is read while the teacher adapter is active, so a `modules_to_save` head is the teacher's own copy.
+        """
         if self.module is not None:
-            return backbone_hidden_states(self.module, input_ids, attention_mask), self.module.get_output_embeddings()
+            return backbone_hidden_states(self.module, input_ids, attention_mask), lm_head_of(self.module)
         causal_lm = self.student.get_base_model() if is_peft(self.student) else self.student
-        with self._teacher_adapter():
-            hidden = backbone_hidden_states(causal_lm, input_ids, attention_mask)
-        return hidden, causal_lm.get_output_embeddings()
+        with self._teacher_adapter(), eval_mode(causal_lm):
+            return backbone_hidden_states(causal_lm, input_ids, attention_mask), lm_head_of(causal_lm)
 
     @contextmanager
     def _teacher_adapter(self):
@@ -140,6 +144,63 @@ class Teacher:
                 yield
             finally:
                 self.student.set_adapter(previous)
+
+    # -- checkpoints -----------------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """Every averaged tensor by name (the fp32 shadow where there is one): what a resumed run needs to continue
+        with the same teacher. Empty for the live teacher, which has no state of its own."""
+        return {name: (t if shadow is None else shadow).detach().to("cpu", copy=True)
+                for name, t, _, shadow in self._pairs}
+
+    @torch.no_grad()
+    def load_state_dict(self, state: dict[str, torch.Tensor]):
+        """Restore `state_dict()`'s tensors; refuses a state that does not match this teacher tensor for tensor."""
+        names = [name for name, *_ in self._pairs]
+        if sorted(state) != sorted(names):
+            missing, extra = sorted(set(names) - set(state)), sorted(set(state) - set(names))
+            raise ValueError(f"the saved SDPO teacher does not match this model (missing {missing[:3]}, unexpected "
+                             f"{extra[:3]}); resume with the same model, LoRA config and teacher_mode")
+        for name, t, _, shadow in self._pairs:
+            saved = state[name].to(t.device)
+            if shadow is not None:
+                shadow.copy_(saved)
+                saved = shadow
+            t.copy_(saved)
+
+    @torch.no_grad()
+    def reset_to_student(self):
+        """Make the teacher a copy of the student's current weights (and its shadow with it)."""
+        for _, t, s, shadow in self._pairs:
+            if shadow is not None:
+                shadow.copy_(s.detach().float())
+            t.copy_(s.detach().to(t.dtype))
+
+    @contextmanager
+    def student_only(self):
+        """While saving: a PEFT student saves only its own adapter, so the saved model is what a user loads for
+        inference, and a resume finds the student adapter where transformers looks (the checkpoint's root)."""
+        if not self.uses_adapter:
+            yield
+            return
+        peft_model, student_adapter = self.student, self.student.active_adapter
+        save = type(peft_model).save_pretrained
+        peft_model.save_pretrained = lambda *a, **kw: save(peft_model, *a, **{**kw, "selected_adapters": [student_adapter]})
+        try:
+            yield
+        finally:
+            del peft_model.save_pretrained
+
+
+@contextmanager
+def eval_mode(module: nn.Module):
+    """Dropout off inside; every submodule's own training flag put back after."""
+    flags = [(m, m.training) for m in module.modules()]
+    module.eval()
+    try:
+        yield
+    finally:
+        for m, flag in flags:
+            m.training = flag
 
 
 @contextmanager

@@ -21,6 +21,7 @@ The base is always TRL's own GRPOTrainer, even when Unsloth has replaced `trl.GR
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.util
 import inspect
@@ -32,18 +33,24 @@ import types
 
 import torch
 from accelerate.utils import gather_object
+from safetensors import safe_open
+from safetensors.torch import save_file
 from transformers import TrainerCallback
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from sdpo_lite import trl_cpu
 from sdpo_lite.config import SDPOConfig
-from sdpo_lite.loss import divergence_on_support, student_topk_logprobs, teacher_logprobs_at
+from sdpo_lite.loss import divergence_on_support, lm_head_of, student_topk_logprobs, teacher_logprobs_at
 from sdpo_lite.reprompt import (RolloutRecord, demonstration_text, left_pad, plan_teachers, render_teacher_prompt,
                                 tokenize_teacher_prompts)
+from sdpo_lite.supported import (grpo_args_of, load_balancing_loss, recording_router_logits, refuse_unsupported,
+                                 refuse_unsupported_state)
 from sdpo_lite.teacher import Teacher, backbone_hidden_states, is_peft
 
 logger = logging.getLogger(__name__)
 trl_cpu.install()  # TRL 1.15's fused LM head needs Triton; without it (CPU) we supply a PyTorch version
 
+TEACHER_FILE = "sdpo_teacher.safetensors"  # the teacher's state inside each checkpoint folder
 GENUINE_COPY = "trl.trainer._sdpo_genuine_grpo"  # where a private copy of TRL's module lives, when one is needed
 _HOOKS = ("_generate_and_score_completions", "_calculate_rewards", "_compute_loss",
           "_get_per_token_logps_and_entropies")
@@ -105,18 +112,23 @@ class SDPOTrainer(GRPOTrainer):
         if not isinstance(self.sdpo, SDPOConfig):
             raise TypeError(f"sdpo_config must be an SDPOConfig, got {type(self.sdpo).__name__}")
         _check_dataset(kwargs.get("train_dataset"), kwargs.get("processing_class"))
+        refuse_unsupported(self.sdpo, grpo_args_of(args, kwargs))  # fast: before TRL loads models (docs/supported.md)
         super().__init__(*args, **kwargs)
+        refuse_unsupported_state(self)  # what only the built accelerator and model reveal
         self._feedback: list[list | None] = [None] * len(self.reward_funcs)
         self.reward_funcs = [_capture_feedback(self, i, f) for i, f in enumerate(self.reward_funcs)]
         self._raw_rewards = None  # (N_global,) weighted raw rewards of the current generation batch
         self._student_cache = None
         self._warned_no_teacher = False
+        self._told_feedback_ignored = False
         self.last_rollouts: list[RolloutRecord] = []
         self.teacher = None
         if self.sdpo.enabled:
             student = self.accelerator.unwrap_model(self.model)
+            causal_lm = student.get_base_model() if is_peft(student) else student
+            lm_head_of(causal_lm)  # refuses, now rather than at the first step, a head the loss cannot read
             self.teacher = Teacher(student, self.sdpo)
-            _install_sdpo_head(student.get_base_model() if is_peft(student) else student)
+            _install_sdpo_head(causal_lm)
             self.add_callback(_TeacherUpdate(self))
 
     # ------------------------------------------------------------------------------------------------------------
@@ -194,6 +206,12 @@ class SDPOTrainer(GRPOTrainer):
         m["sdpo/frac_with_teacher"].append(with_teacher / n)
         m["sdpo/frac_with_demo"].append(sum(p["demo_used"] for p in plans) / n)
         m["sdpo/frac_with_feedback"].append(sum(p["feedback_used"] for p in plans) / n)
+        ignored = sum(p["feedback_ignored"] for p in plans)
+        if ignored and not self._told_feedback_ignored:
+            self._told_feedback_ignored = True
+            logger.info("SDPO: %d successful rollout(s) came with feedback; it is not shown to a teacher (the template "
+                        "says 'unsuccessful earlier attempt', and the official environments give successes no "
+                        "feedback). Reported once.", ignored)
         if with_teacher == 0 and not self._warned_no_teacher:
             self._warned_no_teacher = True
             logger.warning("SDPO: no rollout in this batch has a teacher (no successful peer and no feedback), so the "
@@ -207,17 +225,31 @@ class SDPOTrainer(GRPOTrainer):
         if not self.sdpo.enabled:
             return super()._compute_loss(model, inputs)
         lam = self.sdpo.grpo_weight
+        aux_on = self.aux_loss_enabled  # TRL's rule: a mixture-of-experts model with router_aux_loss_coef != 0
         mask = inputs["completion_mask"] if "tool_mask" not in inputs else inputs["completion_mask"] * inputs["tool_mask"]
         sd_mask = mask.float() * inputs["sdpo_mask"][:, None]  # (B, T)
-        if lam == 0.0 and sd_mask.sum() == 0 and self.accelerator.num_processes == 1:
+        if lam == 0.0 and not aux_on and sd_mask.sum() == 0 and self.accelerator.num_processes == 1:
             return _zero_connected_to(model)  # nothing to distil: skip both forward passes
-        student = self._student_pass(model, inputs)
-        distill = self._distillation(student, inputs, sd_mask)
-        if lam == 0.0:
-            return distill
-        self._student_cache = (student.logp_y, student.entropy)
-        grpo = super()._compute_loss(model, inputs)  # uses the cached student pass, see below
-        return lam * grpo + (1.0 - lam) * distill
+        with recording_router_logits(self.accelerator.unwrap_model(model), aux_on) as router_logits:
+            student = self._student_pass(model, inputs)
+        loss = self._distillation(student, inputs, sd_mask)
+        if lam != 0.0:
+            self._student_cache = (student.logp_y, student.entropy)
+            self.aux_loss_enabled = False  # GRPO's part must not add it (it would be lambda-weighted): added below
+            try:
+                grpo = super()._compute_loss(model, inputs)  # uses the cached student pass, see below
+            finally:
+                self.aux_loss_enabled = aux_on
+            loss = lam * grpo + (1.0 - lam) * loss
+        if aux_on:
+            # The MoE load-balancing loss, once, with TRL's scale: coef * aux / accumulation steps, lambda or not.
+            mode = "train" if self.model.training else "eval"
+            attention_mask = torch.cat([inputs["prompt_mask"], inputs["completion_mask"]], dim=1)
+            aux = load_balancing_loss(router_logits, self.accelerator.unwrap_model(model), attention_mask)
+            loss = loss + self.router_aux_loss_coef * aux / (self.current_gradient_accumulation_steps
+                                                             if mode == "train" else 1.0)
+            self._metrics[mode]["aux_loss"].append(self.accelerator.gather_for_metrics(aux.detach()).mean().item())
+        return loss
 
     def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep, *args, **kwargs):
         # Why: in a lambda-blend GRPO's loss needs the same student log-probs we just computed; reuse them.
@@ -251,9 +283,9 @@ class SDPOTrainer(GRPOTrainer):
         att = torch.cat([inputs["teacher_prompt_mask"][rows], inputs["completion_mask"][rows]], dim=1)
         T = completion_ids.size(1)
         with self.accelerator.autocast():
-            hidden, lm_head = self.teacher.hidden_states(ids, att)  # (R, Pt + T, H)
+            hidden, head = self.teacher.hidden_states(ids, att)  # (R, Pt + T, H), the teacher's LMHead
         support = student.ids[rows] if student.ids is not None else None
-        q_S, q_y = teacher_logprobs_at(hidden[:, -T - 1:-1], lm_head, completion_ids, support,
+        q_S, q_y = teacher_logprobs_at(hidden[:, -T - 1:-1], head, completion_ids, support,
                                        temperature=self.temperature, chunk_size=self.sdpo.logits_chunk_size)
         logq_S[rows], logq_y[rows] = q_S.to(logq_S.dtype), q_y.to(logq_y.dtype)
         return logq_S, logq_y
@@ -264,7 +296,11 @@ class SDPOTrainer(GRPOTrainer):
         use_is = c.is_coef and c.is_clip is not None
         old = inputs.get("old_per_token_logps")
         old = student.logp_y.detach() if old is None else old
-        out = divergence_on_support(student.logp_S, logq_S, student.logp_y, logq_y, sd_mask, alpha=c.alpha,
+        # vLLM's sampling correction, as GRPO's loss applies it and the official code (rollout_is_weights) does: a
+        # per-token (B, T) or per-sequence (B, 1) ratio pi_old / pi_vllm that TRL stores only when it is on.
+        ratio = inputs.get("importance_sampling_ratio")
+        weighted = sd_mask if ratio is None else sd_mask * ratio
+        out = divergence_on_support(student.logp_S, logq_S, student.logp_y, logq_y, weighted, alpha=c.alpha,
                                     add_tail=c.distillation_add_tail, use_topk=c.distillation_topk is not None,
                                     old_logprobs=old if use_is else None, is_clip=c.is_clip if use_is else None,
                                     token_level=c.token_level, aggregation="sum")
@@ -291,6 +327,62 @@ class SDPOTrainer(GRPOTrainer):
                                                               self.accelerator.num_processes)
 
 
+    # ------------------------------------------------------------------------------------------------------------
+    # Checkpoints: the saved model is the student alone; the teacher travels in its own file for a resume
+    # ------------------------------------------------------------------------------------------------------------
+    def _save(self, output_dir=None, state_dict=None):
+        # Why: with a LoRA student the teacher is a second adapter on the same model; saving it beside the student
+        # made transformers resume only the teacher's subfolder and leave the student adapter at its initial values.
+        with self.teacher.student_only() if self.teacher is not None else contextlib.nullcontext():
+            super()._save(output_dir, state_dict)
+
+    def _save_checkpoint(self, model, trial):
+        # Why: the EMA teacher is trainer state (like the optimiser); without it a resumed run restarts the teacher.
+        super()._save_checkpoint(model, trial)
+        if self.teacher is not None and self.teacher.mode != "live" and self.args.should_save:
+            folder = os.path.join(self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
+            save_file(self.teacher.state_dict(), os.path.join(folder, TEACHER_FILE),
+                      metadata={"teacher_mode": self.teacher.mode, "updates": str(self.teacher.updates)})
+
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        # Why: restore the student (its own adapter, under LoRA) and then the teacher it had when it was saved.
+        if model is not None or self.teacher is None:
+            return super()._load_from_checkpoint(resume_from_checkpoint, model)
+        if self.teacher.uses_adapter:
+            _load_student_adapter(self.teacher.student, resume_from_checkpoint)
+        else:
+            super()._load_from_checkpoint(resume_from_checkpoint)
+        if self.teacher.mode == "live":
+            return
+        path = os.path.join(resume_from_checkpoint, TEACHER_FILE)
+        if not os.path.isfile(path):
+            logger.warning("SDPO: %s holds no %s (saved by an older sdpo_lite or another trainer); the %s teacher "
+                           "restarts as a copy of the resumed student.", resume_from_checkpoint, TEACHER_FILE,
+                           self.teacher.mode)
+            self.teacher.reset_to_student()
+            return
+        with safe_open(path, framework="pt") as f:
+            meta = f.metadata() or {}
+            state = {name: f.get_tensor(name) for name in f.keys()}
+        if meta.get("teacher_mode") != self.teacher.mode:
+            raise ValueError(f"{path} holds a {meta.get('teacher_mode')!r} teacher but this run has teacher_mode="
+                             f"{self.teacher.mode!r}; resume with the SDPOConfig the checkpoint was trained with")
+        self.teacher.load_state_dict(state)
+        self.teacher.updates = int(meta.get("updates", 0))
+
+
+def _load_student_adapter(peft_model, checkpoint: str):
+    """Load the checkpoint's adapter (saved at its root by `_save`) into the student's own adapter."""
+    from peft.utils import load_peft_weights, set_peft_model_state_dict
+
+    weights = load_peft_weights(checkpoint, device="cpu")
+    result = set_peft_model_state_dict(peft_model, weights, adapter_name=peft_model.active_adapter)
+    unexpected = [k for k in getattr(result, "unexpected_keys", []) if peft_model.active_adapter in k or "lora" in k]
+    if unexpected:
+        raise ValueError(f"the adapter in {checkpoint} does not fit this model (unexpected {unexpected[:3]}); resume "
+                         "with the same base model and LoraConfig")
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Helpers
 # ----------------------------------------------------------------------------------------------------------------
@@ -314,7 +406,7 @@ def _install_sdpo_head(causal_lm):
         if sdpo_head is None:
             return previous(*args, **kwargs)
         hidden = backbone_hidden_states(self, kwargs["input_ids"], kwargs["attention_mask"])
-        return sdpo_head(hidden, self.get_output_embeddings())
+        return sdpo_head(hidden, lm_head_of(self))  # read per call: PEFT's active adapter decides the head
 
     causal_lm.forward = types.MethodType(forward, causal_lm)
 
@@ -332,20 +424,59 @@ def _zero_connected_to(model):
 
 
 def _capture_feedback(trainer, index, reward_func):
-    """Wrap a reward function: validate its output, keep dict feedback per rollout, hand TRL plain floats."""
-    if isinstance(reward_func, torch.nn.Module) or inspect.iscoroutinefunction(reward_func):
-        return reward_func  # reward models and async functions return plain scores only
+    """Wrap a reward function: validate its output, keep its feedback per rollout, hand TRL plain floats.
 
-    @functools.wraps(reward_func)
+    Functions, functools.partial objects and callable class instances are all wrapped. Feedback comes from the
+    native dicts {"score": float, "feedback": str}; or, for code ported from sdpo-rl, from a `last_feedback` list the
+    reward callable sets on itself during the call (one str or None per completion; an empty list = no feedback),
+    read only when the call returned no dicts. Reward models and async callables are left to TRL (plain scores).
+    """
+    inner = reward_func
+    while isinstance(inner, functools.partial):
+        inner = inner.func
+    if isinstance(reward_func, torch.nn.Module) or inspect.iscoroutinefunction(inner) or (
+            not inspect.isroutine(inner) and inspect.iscoroutinefunction(getattr(inner, "__call__", None))):
+        return reward_func  # reward models and async functions return plain scores only
+    name = getattr(inner, "__name__", type(inner).__name__)  # TRL's naming: a class instance goes by its class
+    told = []  # the sdpo-rl `last_feedback` form is reported once per reward function
+
     def wrapped(*args, **kwargs):
         outputs = reward_func(*args, **kwargs)
         expected = len(kwargs.get("prompts", args[0] if args else []))
-        name = getattr(reward_func, "__name__", repr(reward_func))
         scores, feedback = split_reward_outputs(outputs, expected, name)
+        attached = getattr(reward_func, "last_feedback", getattr(inner, "last_feedback", None))  # partial: its func's
+        if attached is not None and not any(isinstance(out, dict) for out in outputs):
+            feedback = _attached_feedback(attached, expected, name) or feedback
+            if not told and any(fb is not None for fb in feedback):
+                told.append(True)
+                logger.warning("SDPO: %s reports feedback through `last_feedback` (sdpo-rl's form); it is used. The "
+                               "native form needs no attribute: return one {'score': float, 'feedback': str} dict per "
+                               "completion, e.g. `return [{'score': s, 'feedback': f} for s, f in zip(scores, "
+                               "feedback)]`. Reported once.", name)
         trainer._feedback[index] = feedback
         return scores
 
+    # Copy name and docs only: an instance's __dict__ (its last_feedback among it) must not be snapshotted.
+    functools.update_wrapper(wrapped, reward_func, updated=())
+    wrapped.__name__ = wrapped.__qualname__ = name
     return wrapped
+
+
+def _attached_feedback(attached, expected: int, name: str):
+    """Validate a reward callable's `last_feedback` (sdpo-rl's form). Returns the list, or None when it is empty."""
+    fix = (f"set {name}.last_feedback to a new list with one string (or None) per completion, in order, during every "
+           "call, or return {'score': float, 'feedback': str} dicts instead")
+    if not isinstance(attached, (list, tuple)):
+        raise TypeError(f"{name}.last_feedback is a {type(attached).__name__}; {fix}")
+    if not attached:
+        return None  # declared but not filled: no feedback this call (as sdpo-rl reads it)
+    if len(attached) != expected:
+        raise ValueError(f"{name}.last_feedback has {len(attached)} entries for {expected} completions (a list left "
+                         f"over from an earlier call, or appended to without being reset?); {fix}")
+    for i, fb in enumerate(attached):
+        if fb is not None and not isinstance(fb, str):
+            raise TypeError(f"{name}.last_feedback[{i}] is a {type(fb).__name__} ({fb!r}); {fix}")
+    return list(attached)
 
 
 def split_reward_outputs(outputs, expected: int, name: str = "reward function"):

@@ -64,8 +64,8 @@ def test_run_keys_are_distinct_and_stable(label, key):
 
 
 def test_rollout_group_plans_teachers_like_the_trainer():
-    """Rollout 0 passes: every other rollout gets its solution; rollout 0 itself (a lone success) gets its feedback
-    only if include_feedback, never itself as a demonstration."""
+    """Rollout 0 passes: every other rollout gets its solution; rollout 0 itself (a lone success) gets no teacher:
+    never itself as a demonstration, and a success's feedback is not shown to a teacher."""
     model, tok = load_model("tiny", precision="fp32", device="cpu")
     row = to_conversational(load_task("code", "train"))[0]
     calls = []
@@ -77,7 +77,7 @@ def test_rollout_group_plans_teachers_like_the_trainer():
     records = rollout_group(model, tok, row, reward, n=4, max_new_tokens=4, config=SDPOConfig())
     assert calls == [(4, row["entry_point"], json.loads(row["tests"]))]  # dataset columns reach the reward
     assert [r.score for r in records] == [1.0, 0.0, 0.0, 0.0]
-    assert records[0].teacher_prompt is not None and not records[0].demo_used and records[0].feedback_used
+    assert records[0].teacher_prompt is None and records[0].feedback_ignored and not records[0].feedback_used
     for r in records[1:]:
         assert r.demo_used and r.demo_index == 0 and not r.feedback_used  # official: feedback only without a solution
         assert records[0].completion.strip() in r.teacher_prompt and "<|im_start|>user" in r.teacher_prompt

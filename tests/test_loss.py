@@ -72,11 +72,29 @@ def test_tail_floor_keeps_a_full_support_finite():
     assert torch.isfinite(out.loss) and torch.isfinite(s.grad).all()
 
 
-def test_identical_teacher_gives_zero_loss_but_a_connected_graph():
+def test_identical_teacher_gives_zero_loss_and_a_different_one_does_not():
+    """Under a real mask (most tokens count), the divergence is zero exactly when the teacher equals the student."""
     s = _logits().requires_grad_()
-    out = distillation_loss(s, s.detach(), torch.zeros(2, 5, dtype=torch.long), torch.zeros(2, 5), alpha=0.5,
+    ids = torch.randint(0, 13, (2, 5))
+    mask = torch.tensor([[1.0, 1.0, 1.0, 0.0, 0.0], [1.0, 1.0, 1.0, 1.0, 1.0]])
+    kwargs = dict(alpha=0.5, topk=5, add_tail=True, temperature=0.7)
+    same = distillation_loss(s, s.detach().clone(), ids, mask, **kwargs)
+    assert same.loss.item() == pytest.approx(0.0, abs=1e-12)
+    assert same.per_token.abs().max().item() == pytest.approx(0.0, abs=1e-12)  # every position, not just the mask
+    other = distillation_loss(s, _logits(), ids, mask, **kwargs)
+    assert other.loss.item() > 1e-3  # same mask, different teacher: a real divergence
+    assert ((other.per_token * mask) > 0).sum().item() == mask.sum().item()  # ... at every counted position
+    other.loss.backward()
+    assert s.grad.abs().sum() > 0
+
+
+def test_no_teacher_signal_gives_zero_loss_but_a_connected_graph():
+    """An all-zero mask (no rollout has a teacher) must still return a loss that backward() accepts."""
+    s = _logits().requires_grad_()
+    out = distillation_loss(s, _logits(), torch.zeros(2, 5, dtype=torch.long), torch.zeros(2, 5), alpha=0.5,
                             topk=5, add_tail=True, temperature=1.0)
     assert out.loss.item() == 0.0 and out.loss.requires_grad
+    assert out.per_token.abs().sum() > 1e-3  # the teacher differs: only the mask makes the loss zero
     out.loss.backward()
     assert s.grad is not None
 

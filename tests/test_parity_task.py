@@ -147,7 +147,9 @@ def preview(config):
 
 def test_demonstrations_drop_the_thinking():
     success, failure = preview(SDPOConfig(thinking_tag="think"))
-    assert not success.demo_used and success.feedback_used  # a lone success never demonstrates to itself
+    # a lone success never demonstrates to itself, and its feedback ("Correct: odd") is never shown to a teacher
+    assert not success.demo_used and not success.feedback_used and success.feedback_ignored
+    assert success.teacher_prompt is None
     assert failure.demo_used and failure.thinking_stripped and not failure.feedback_used
     demo = failure.teacher_message[slice(*failure.spans["demonstration"])]
     assert demo == "odd" and "ends in 7" not in failure.teacher_prompt

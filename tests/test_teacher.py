@@ -94,34 +94,66 @@ def lora_model():
     return get_peft_model(model, config), tok
 
 
+def perturb_adapter(model, adapter="default", seed=1):
+    """Give an adapter non-zero, deterministic LoRA factors (PEFT starts B at zero, which hides a missing copy)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if "lora_" in n and f".{adapter}." in n:
+                p.copy_(torch.randn(p.shape, generator=g).to(p.dtype) * 0.3)
+
+
+def adapter_params(model, adapter):
+    """{name with the adapter's name replaced by 'ADAPTER': tensor} of one adapter's LoRA factors."""
+    return {n.replace(f".{adapter}.", ".ADAPTER."): p.detach().clone() for n, p in model.named_parameters()
+            if "lora_" in n and f".{adapter}." in n}
+
+
 def test_lora_teacher_is_an_adapter_not_a_second_model():
     model, _ = lora_model()
+    perturb_adapter(model)  # BEFORE the teacher exists: it must start from these trained-looking factors
+    ids, mask = ids_and_mask(device=model.device)
+    with model.disable_adapter():
+        base_logits = model(input_ids=ids, attention_mask=mask).logits
+    student_before = model(input_ids=ids, attention_mask=mask).logits
+    assert not torch.allclose(student_before, base_logits, atol=1e-4)  # the adapter matters to the output
     base_before = sum(p.numel() for n, p in model.named_parameters() if "lora_" not in n)
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    s0 = adapter_params(model, "default")
+    assert s0 and all(v.abs().sum() > 0 for v in s0.values())
+
     teacher = Teacher(model, SDPOConfig(ema_tau=0.5))
     assert teacher.module is None and teacher.uses_adapter
     assert sum(p.numel() for n, p in model.named_parameters() if "lora_" not in n) == base_before  # no copy
     assert {n for n, p in model.named_parameters() if p.requires_grad} == trainable  # flags untouched
     assert all(TEACHER_ADAPTER in n for n, p in model.named_parameters() if "lora_" in n and not p.requires_grad)
-
-    ids, mask = ids_and_mask(device=model.device)
-    student_before = model(input_ids=ids, attention_mask=mask).logits
+    t0 = adapter_params(model, TEACHER_ADAPTER)
+    assert t0.keys() == s0.keys()
+    for n in s0:  # the teacher adapter is a copy of the student's, factor by factor (A and B)
+        torch.testing.assert_close(t0[n], s0[n], rtol=0, atol=0)
     torch.testing.assert_close(teacher_logits(teacher), student_before)  # starts as the student
+
+    g = torch.Generator().manual_seed(2)
     with torch.no_grad():
         for n, p in model.named_parameters():
-            if "lora_B.default" in n:
-                p.add_(0.3)
+            if "lora_" in n and ".default." in n:
+                p.add_(torch.randn(p.shape, generator=g) * 0.2)  # the student moves, A and B alike
+    s1 = adapter_params(model, "default")
     student_after = model(input_ids=ids, attention_mask=mask).logits
     torch.testing.assert_close(teacher_logits(teacher), student_before)  # the teacher did not follow
-    teacher.update()  # tau = 0.5: teacher B = (0 + 0.3) / 2 element-wise
-    params = dict(model.named_parameters())
-    for n, p in params.items():
-        if f"lora_B.{TEACHER_ADAPTER}" in n:
-            torch.testing.assert_close(p, 0.5 * params[n.replace(TEACHER_ADAPTER, "default")])
+    teacher.update()  # tau = 0.5: each teacher factor = (0.5 * its start + 0.5 * the student's factor now)
+    t1 = adapter_params(model, TEACHER_ADAPTER)
+    for n in s0:
+        torch.testing.assert_close(t1[n], 0.5 * s0[n] + 0.5 * s1[n])
+        assert (t1[n] - t0[n]).abs().max() > 1e-3  # it moved, by half the gap
+    teacher.update()  # a second step halves the remaining gap: 0.25 * start + 0.75 * student
+    for n, t2 in adapter_params(model, TEACHER_ADAPTER).items():
+        torch.testing.assert_close(t2, 0.25 * s0[n] + 0.75 * s1[n])
     t = teacher_logits(teacher)
     assert not torch.allclose(t, student_after) and not torch.allclose(t, student_before)
     assert model.active_adapter == "default"
     assert {n for n, p in model.named_parameters() if p.requires_grad} == trainable
+    torch.testing.assert_close(model(input_ids=ids, attention_mask=mask).logits, student_after)  # student untouched
 
 
 def test_sdpo_trains_a_lora_model():

@@ -23,7 +23,8 @@ def feedback_reward(prompts, completions, answer, **kwargs):
 
 
 def half_reward(prompts, completions, **kwargs):
-    """Even rollouts succeed: every group has successful peers to demonstrate."""
+    """Even rollouts succeed: every group has successful peers to demonstrate. Successes carry feedback too, which
+    no teacher reads (feedback is for failed attempts only)."""
     return [{"score": float(i % 2 == 0), "feedback": f"FB-{i}"} for i in range(len(completions))]
 
 
@@ -65,12 +66,39 @@ def test_demonstration_then_feedback_in_template_order():
     trainer.train()
     for r in trainer.last_rollouts:
         assert r.demo_used and r.demo_index != trainer.last_rollouts.index(r)  # never itself
-        assert r.feedback_used
+        if r.score == 1.0:  # a success's feedback is not shown: its teacher reads the other success's answer only
+            assert not r.feedback_used and r.feedback_ignored and "feedback" not in r.spans
+            assert r.feedback not in r.teacher_prompt and "unsuccessful earlier attempt" not in r.teacher_prompt
+            continue
+        assert r.feedback_used and not r.feedback_ignored
         d, f = r.spans["demonstration"], r.spans["feedback"]
         assert d[1] <= f[0]
         assert r.teacher_message[slice(*f)] == r.feedback
     successes = [r for r in trainer.last_rollouts if r.score == 1.0]
-    assert successes and all(r.demo_index % 2 == 0 for r in trainer.last_rollouts)
+    assert len(successes) == 2 and all(r.demo_index % 2 == 0 for r in trainer.last_rollouts)
+
+
+def test_a_successful_rollouts_feedback_never_reaches_its_teacher():
+    """One success per group with feedback "Correct!": the teacher prompt says "unsuccessful earlier attempt", so that
+    feedback is shown to no teacher; the failures still read their own feedback (and the success as a demo)."""
+    def reward(prompts, completions, **kwargs):
+        return [{"score": 1.0, "feedback": "Correct!"} if i % 4 == 0 else {"score": 0.0, "feedback": f"Wrong-{i}"}
+                for i in range(len(completions))]
+
+    trainer = tiny_trainer(reward, sdpo=SDPOConfig(distillation_topk=20, feedback_only_without_solution=False))
+    trainer.train()
+    rollouts = trainer.last_rollouts
+    assert len(rollouts) == 4
+    success = rollouts[0]
+    assert success.score == 1.0 and success.feedback == "Correct!"  # recorded, for the learner to see ...
+    assert success.feedback_ignored and not success.feedback_used  # ... but not used
+    assert success.teacher_prompt is None  # a lone success: no peer to show and no feedback, so no teacher
+    for r in rollouts[1:]:
+        assert r.score == 0.0 and r.demo_index == 0 and r.feedback_used and not r.feedback_ignored
+        assert r.feedback in r.teacher_prompt
+    assert not any("Correct!" in (r.teacher_prompt or "") for r in rollouts)
+    log = [h for h in trainer.state.log_history if "sdpo/frac_with_teacher" in h][-1]
+    assert log["sdpo/frac_with_teacher"] == 0.75 and log["sdpo/frac_with_feedback"] == 0.75
 
 
 def test_sdpo_changes_the_weights_and_logs_its_metrics():
@@ -142,6 +170,61 @@ def test_accumulation_and_reused_rollouts():
     trainer._distillation = spy
     trainer.train()
     assert trainer.state.global_step == 3 and captured and all(captured)
+
+
+def test_importance_weight_multiplies_the_distillation_loss(monkeypatch):
+    """With old log-probs (reused rollouts) each token's divergence D is multiplied by w = min(exp(logp - logp_old),
+    is_clip): the loss must be sum(D * w) / N, where is_clip=None and is_coef=False give sum(D) / N."""
+    import dataclasses
+
+    import sdpo_lite.trainer as trainer_module
+
+    trainer = tiny_trainer(feedback_reward, max_steps=1)  # every rollout has a teacher: its own feedback
+    batches = []
+    compute_loss = trainer._compute_loss
+
+    def keep_batch(model, inputs):
+        batches.append(dict(inputs))
+        return compute_loss(model, inputs)
+
+    trainer._compute_loss = keep_batch
+    trainer.train()  # TRL's own generation, scoring and teacher prompts build the batch
+    inputs, model, config = batches[0], trainer.model, trainer.sdpo
+    assert inputs.get("old_per_token_logps") is None  # on-policy (num_iterations=1): TRL computes none
+    sd_mask = (inputs["completion_mask"].float() * inputs["sdpo_mask"][:, None]).double()
+    assert sd_mask.sum() > 0
+    with torch.no_grad():
+        logp_y = trainer._student_pass(model, inputs).logp_y
+    B, T = logp_y.shape
+    pattern = torch.tensor([-1.0, 0.0, 0.4, 3.0])  # ratios e^-1, 1, e^0.4 and e^3 (clipped at 2)
+    log_ratio = pattern[(torch.arange(B)[:, None] + torch.arange(T)) % 4]  # (B, T), varies along both axes
+    reused = {**inputs, "old_per_token_logps": logp_y - log_ratio}
+
+    divergences = []
+    divergence_on_support = trainer_module.divergence_on_support
+
+    def record(*args, **kwargs):
+        out = divergence_on_support(*args, **kwargs)
+        divergences.append(out.per_token.detach().double())
+        return out
+
+    monkeypatch.setattr(trainer_module, "divergence_on_support", record)
+
+    def loss(batch, **changes):
+        trainer.sdpo = dataclasses.replace(config, **changes)
+        with torch.no_grad():
+            return trainer._compute_loss(model, batch).item()
+
+    plain = loss(reused, is_clip=None)  # no weight: sum(D) / N
+    D = divergences[-1]
+    assert (D * sd_mask).sum() > 0
+    for clip in (2.0, 100.0):
+        w = log_ratio.double().exp().clamp(max=clip)
+        want = plain * (D * w * sd_mask).sum().item() / (D * sd_mask).sum().item()
+        assert abs(want / plain - 1) > 0.05  # the weight makes a visible difference ...
+        assert loss(reused, is_clip=clip) == pytest.approx(want, rel=1e-5)  # ... and it is exactly this one
+    assert loss(reused, is_coef=False) == pytest.approx(plain, rel=1e-6)  # switched off: no weight
+    assert loss(inputs) == pytest.approx(plain, rel=1e-6)  # no old log-probs: on-policy, w = 1
 
 
 def test_plain_string_prompts():

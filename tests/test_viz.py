@@ -12,8 +12,9 @@ from sdpo_lite.reprompt import RolloutRecord, build_teacher_message
 
 
 def half_reward(prompts, completions, **kwargs):
-    """Even rollouts succeed (their odd peers get a demonstration); feedback with characters HTML must escape."""
-    return [{"score": float(i % 2 == 0), "feedback": f"rollout {i}: <b>{'right' if i % 2 == 0 else 'wrong'}</b> & co"}
+    """Group 0 (rollouts 0, 1) succeeds, so each is the other's demonstration; group 1 fails, so each reads its own
+    feedback, with characters HTML must escape. (A success's own feedback never reaches a teacher.)"""
+    return [{"score": float(i < 2), "feedback": f"rollout {i}: <b>{'right' if i < 2 else 'wrong'}</b> & co"}
             for i in range(len(completions))]
 
 
@@ -167,7 +168,7 @@ def test_distribution_widget_reacts_to_the_slider_and_the_tokens(trainer):
     assert widget.chart.value != chart and widget.info.value != info
     assert widget.buttons[new].style.font_weight == "bold"
     widget.buttons[0].click()  # a token click moves the slider
-    assert widget.slider.value == 0 and f"position 0" in widget.chart.value
+    assert widget.slider.value == 0 and "position 0" in widget.chart.value
 
 
 def test_static_forms(trainer):
