@@ -170,10 +170,12 @@ temperature 1, the ones the trainer learns from. The **held-out accuracy** (righ
 never seen in training.
 
 What to expect, from the 3-seed benchmark in the README (`benchmarks/compare.py`, 24 steps, lr 1e-5, this
-CPU profile): held-out accuracy went from 14.2% to **60.3%** on average with GRPO (55.8-63.3%), **34.2%** with pure
-SDPO (26.7-38.3%) and **66.7%** with the blend (59.2-74.2%). So here pure SDPO beats its starting point on every seed
-but loses clearly to GRPO, and the blend is ahead of GRPO on two seeds of three. Your run above is one seed; compare
-its numbers, not this paragraph.
+CPU profile; 95% intervals from `benchmarks/summarise.py`): held-out accuracy went from 14.2% to **60.3%** on average
+with GRPO (seeds 0 / 1 / 2: 61.7 / 63.3 / 55.8%), **36.9%** with pure SDPO (38.3 / 43.3 / 29.2%) and **63.3%** with
+the blend (61.7 / 74.2 / 54.2%). Paired by seed, pure SDPO is 23.3 points behind GRPO (95% CI 15.1 to 31.6 points
+behind): it beats its starting point but clearly loses to GRPO here. The blend minus GRPO is +3.1 points with a
+95% CI of -13.8 to +19.9: no measurable difference with three seeds. Your run above is one seed; compare its
+numbers, not this paragraph.
 
 **Why pure SDPO loses here** shows in the `truncated` column: most of the baseline's answers ramble past the 16-token
 budget. GRPO's reward contrast (a short, correct answer scores 1, a rambling one 0) teaches the model to stop early,
@@ -248,8 +250,9 @@ print("OK:", feedback)'''),
 
 - SDPO turns feedback text into a per-token target: the model's own predictions, conditioned on the feedback.
 - The teacher is only as good as the feedback: "Wrong." teaches nothing; "68, not 67" points at the digits.
-- On a 135M model and a few dozen steps the comparison with GRPO is close and seed-dependent; the paper finds
-  SDPO's advantage grows with model strength (and that it can lose to GRPO on weak models). The GPU profile
+- On a 135M model and 24 steps pure SDPO loses clearly to GRPO (23 points behind, 3 seeds) and the blend shows no
+  measurable difference from GRPO; the paper finds SDPO's advantage grows with model strength (and that it can
+  lose to GRPO on weak models). The GPU profile
   (Qwen2.5-0.5B-Instruct, chosen automatically with a CUDA GPU and the Hub) runs 100 steps of 4 prompts x 8
   generations.
 

@@ -203,9 +203,10 @@ runs = [fb_run, nofb_run]
 summarise_runs(runs, before.accuracy)
 plot_comparison(runs, before.accuracy);'''),
     md("""\
-**Read the `with teacher` column first.** With feedback every rollout has a teacher; without it, only the rollouts
-of groups where some peer passed (30-40% of them in our runs). On a task this hard for the model, feedback is what
-turns most of the batch into training signal at all.
+**Read the `with teacher` column first.** With feedback every rollout that failed has a teacher (a rollout that
+passed has one only when another attempt at its task also passed: its own "All tests passed" is never shown to a
+teacher); without feedback, only the rollouts of groups where some peer passed (30-40% of them in our runs). On a
+task this hard for the model, feedback is what turns most of the batch into training signal at all.
 
 **The held-out pass rate is a different story, and an honest one.** Ten steps of one task each show the model 10
 of the 43 training functions once. That is far too little to change which of 17 *unseen* functions a 135M model

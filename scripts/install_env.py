@@ -6,7 +6,7 @@
 3. the packages below the marker with --no-deps (we want a file they ship, not their dependencies).
 4. this repository, editable, without touching the pins.
 Idempotent: a stamp file records the hash of requirements.txt + pyproject.toml; a second run does nothing.
-Standard library only, so it runs with any python3 >= 3.10.
+Standard library only. Needs python3 >= 3.11 (trl 1.15 requires it); an older one stops with that message.
 """
 import hashlib
 import subprocess
@@ -48,6 +48,10 @@ def pip(*args):
 
 
 def main():
+    if sys.version_info < (3, 11):
+        print(f"Python {sys.version.split()[0]} is too old: the pinned trl 1.15 needs Python 3.11 or newer. Run this "
+              "with a newer python3 (e.g. `python3.11 scripts/install_env.py`).", file=sys.stderr)
+        return 1
     if STAMP.exists() and STAMP.read_text() == fingerprint():
         print("environment up to date (.venv)")
         return

@@ -16,6 +16,9 @@ Overrides of GRPOTrainer (targets trl 1.15.0; private methods move between relea
     _generate_and_score_completions   attach teacher prompts to the batch TRL will shuffle and split
     _compute_loss                     the SDPO loss (and the lambda-blend with GRPO's loss)
     _get_per_token_logps_and_entropies  reuse the student pass we already ran, for the GRPO part of a blend
+    _save, _save_checkpoint, _load_from_checkpoint   the saved model is the student alone; checkpoints carry the
+                                      teacher (sdpo_teacher.safetensors), and a resume restores both
+What the trainer refuses at construction (launchers, TRL options SDPO would ignore): supported.py, docs/supported.md.
 The base is always TRL's own GRPOTrainer, even when Unsloth has replaced `trl.GRPOTrainer` first
 (`_genuine_grpo_trainer`, docs/unsloth.md).
 """

@@ -64,3 +64,19 @@ def test_the_installed_environment_is_the_pinned_one():
         except PackageNotFoundError:
             pytest.fail(f"{name} is pinned but not installed: run `make setup`")
         assert Version(got.split("+")[0]) == Version(want), f"{name} {got} installed, {want} pinned: run `make setup`"
+
+
+def test_python_floor_is_what_every_pin_needs():
+    """pyproject, the README and install_env promise one Python floor; every installed pin must accept it."""
+    from importlib.metadata import metadata
+
+    from packaging.specifiers import SpecifierSet
+
+    text = (ROOT / "pyproject.toml").read_text()
+    floor = re.search(r'requires-python\s*=\s*">=(\d+\.\d+)"', text)[1]
+    assert f"Python {floor}+" in (ROOT / "README.md").read_text()
+    assert f">= {floor}" in (ROOT / "scripts" / "install_env.py").read_text()
+    for name in PINS:
+        needs = metadata(name).get("Requires-Python")
+        if needs:
+            assert SpecifierSet(needs).contains(f"{floor}.0"), f"{name} needs Python {needs}; our floor is {floor}"

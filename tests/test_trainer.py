@@ -304,3 +304,22 @@ def test_batch_sizes_trl_cannot_group():
 def test_sdpo_config_type_is_checked():
     with pytest.raises(TypeError, match="SDPOConfig"):
         tiny_trainer(zero_reward, sdpo={"alpha": 0.5})
+
+
+def test_every_override_still_exists_in_the_base_with_our_parameters():
+    """TRL's and transformers' private methods move between releases: a renamed hook would leave our override
+    unreachable (SDPO silently off, or a resume without its teacher). Each must exist with our leading parameters."""
+    import inspect
+
+    from sdpo_lite.trainer import GRPOTrainer as Base
+    from sdpo_lite.trainer import SDPOTrainer
+
+    hooks = ["_generate_and_score_completions", "_calculate_rewards", "_compute_loss",
+             "_get_per_token_logps_and_entropies", "_save", "_save_checkpoint", "_load_from_checkpoint"]
+    for name in hooks:
+        assert name in SDPOTrainer.__dict__, name
+        assert hasattr(Base, name), f"{Base.__module__}.GRPOTrainer has no {name} any more"
+        ours = [p.name for p in inspect.signature(SDPOTrainer.__dict__[name]).parameters.values()
+                if p.kind is p.POSITIONAL_OR_KEYWORD]
+        theirs = [p.name for p in inspect.signature(getattr(Base, name)).parameters.values()]
+        assert theirs[:len(ours)] == ours, (name, ours, theirs)
