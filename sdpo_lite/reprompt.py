@@ -146,15 +146,15 @@ def plan_teachers(prompts, demos, feedbacks, config: SDPOConfig, *, groups, scor
     succeeded = [is_success(s, config.success_threshold) for s in scores]
     plans = []
     for i, prompt in enumerate(prompts):
+        given = feedbacks[i] if feedbacks[i] and feedbacks[i].strip() else None
+        fb = None if succeeded[i] else given
         plan = {"demo_index": None, "demo_used": False, "feedback_used": False, "teacher_message": None,
-                "spans": {}, "thinking_stripped": False,
-                "feedback_ignored": bool(succeeded[i] and feedbacks[i] and feedbacks[i].strip())}
+                "spans": {}, "thinking_stripped": False, "feedback_ignored": given is not None and succeeded[i]}
         if config.reprompt_teacher:
             demo = None
             if chosen[i] is not None:
                 demo, plan["thinking_stripped"] = strip_thinking(demos[chosen[i]], config.thinking_tag)
                 plan["demo_index"] = chosen[i]
-            fb = feedbacks[i] if feedbacks[i] and feedbacks[i].strip() and not succeeded[i] else None
             use_fb = config.include_feedback and fb is not None and not (
                 config.feedback_only_without_solution and demo is not None)
             if demo is not None or use_fb:

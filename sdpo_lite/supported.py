@@ -13,7 +13,10 @@ import os
 import torch
 
 from sdpo_lite.config import SDPOConfig
-from sdpo_lite.teacher import is_peft
+from sdpo_lite.teacher import causal_lm_of
+
+_SHARDED = ("shards the parameters across processes: SDPO's loss reads lm_head.weight directly and its teacher is a "
+            "deep copy of the student, so both would hold shards, not weights")
 
 _SUPPORTED_LAUNCHERS = ("SDPOTrainer runs in a single process or under DDP (`torchrun --nproc_per_node N train.py`, or "
                         "`accelerate launch` with a multi-GPU config that uses neither FSDP nor DeepSpeed; "
@@ -98,9 +101,7 @@ def launcher_problem(args, env) -> str | None:
     if fsdp or _env_flag(env, "ACCELERATE_USE_FSDP"):
         source = f"GRPOConfig(fsdp={fsdp!r}, fsdp_config={getattr(args, 'fsdp_config', None)!r})" if fsdp else \
             "ACCELERATE_USE_FSDP=true (an `accelerate launch` FSDP config)"
-        return _launcher_message(f"FSDP ({source})", "shards the parameters across processes: SDPO's loss reads "
-                                 "lm_head.weight directly and its teacher is a deep copy of the student, so both would "
-                                 "hold shards, not weights")
+        return _launcher_message(f"FSDP ({source})", _SHARDED)
     ds, plugin = getattr(args, "deepspeed", None), getattr(args, "deepspeed_plugin", None)
     if ds or plugin is not None or _env_flag(env, "ACCELERATE_USE_DEEPSPEED"):
         return _deepspeed_message(zero_stage(ds, plugin, env), ds)
@@ -115,17 +116,14 @@ def refuse_unsupported_state(trainer) -> None:
     state = trainer.accelerator.state
     kind = getattr(state, "distributed_type", None)
     if trainer.is_fsdp_enabled or kind == DistributedType.FSDP:
-        raise ValueError(_launcher_message(f"FSDP (the accelerator runs {kind})", "shards the parameters across "
-                                           "processes: SDPO's loss reads lm_head.weight directly and its teacher is "
-                                           "a deep copy of the student, so both would hold shards, not weights"))
+        raise ValueError(_launcher_message(f"FSDP (the accelerator runs {kind})", _SHARDED))
     if trainer.is_deepspeed_enabled or kind == DistributedType.DEEPSPEED:
         raise ValueError(_deepspeed_message(zero_stage(None, getattr(state, "deepspeed_plugin", None), {}), None))
     if trainer.sdpo.enabled and getattr(trainer, "aux_loss_enabled", False):
-        student = trainer.accelerator.unwrap_model(trainer.model)
-        causal_lm = student.get_base_model() if is_peft(student) else student
+        causal_lm = causal_lm_of(trainer.accelerator.unwrap_model(trainer.model))
         backbone = causal_lm.base_model
         text = causal_lm.config.get_text_config()
-        experts = getattr(text, "num_experts", None) or getattr(text, "num_local_experts", None)
+        experts = _num_experts(text)
         records = "router_logits" in (getattr(backbone, "_can_record_outputs", None) or {})
         if not (records and experts and getattr(text, "num_experts_per_tok", None)):
             raise ValueError(
@@ -198,8 +196,7 @@ def recording_router_logits(model, enabled: bool):
     if not enabled:
         yield logits
         return
-    causal_lm = model.get_base_model() if is_peft(model) else model
-    backbone = causal_lm.base_model
+    backbone = causal_lm_of(model).base_model
     config = backbone.config
     before = getattr(config, "output_router_logits", False)
     handle = backbone.register_forward_hook(
@@ -220,7 +217,10 @@ def load_balancing_loss(router_logits: list, model, attention_mask) -> torch.Ten
     if not router_logits:
         raise RuntimeError("the mixture-of-experts student pass recorded no router logits; set "
                            "GRPOConfig(router_aux_loss_coef=0.0) and report your model and transformers version")
-    causal_lm = model.get_base_model() if is_peft(model) else model
-    text = causal_lm.config.get_text_config()
-    experts = getattr(text, "num_experts", None) or getattr(text, "num_local_experts", None)
-    return load_balancing_loss_func(tuple(router_logits), experts, text.num_experts_per_tok, attention_mask)
+    text = causal_lm_of(model).config.get_text_config()
+    return load_balancing_loss_func(tuple(router_logits), _num_experts(text), text.num_experts_per_tok, attention_mask)
+
+
+def _num_experts(text_config) -> int | None:
+    """Experts per MoE layer: `num_experts` (Qwen-MoE) or `num_local_experts` (Mixtral)."""
+    return getattr(text_config, "num_experts", None) or getattr(text_config, "num_local_experts", None)

@@ -39,6 +39,11 @@ def is_peft(model) -> bool:
     return hasattr(model, "peft_config") and hasattr(model, "get_base_model")
 
 
+def causal_lm_of(model):
+    """The transformers causal LM inside a PEFT model (or the model itself): it owns the backbone and the LM head."""
+    return model.get_base_model() if is_peft(model) else model
+
+
 def backbone_hidden_states(causal_lm, input_ids, attention_mask):
     """(B, L) ids -> (B, L, H) final hidden states of a causal LM, without running its LM head.
 
@@ -128,7 +133,7 @@ class Teacher:
         """
         if self.module is not None:
             return backbone_hidden_states(self.module, input_ids, attention_mask), lm_head_of(self.module)
-        causal_lm = self.student.get_base_model() if is_peft(self.student) else self.student
+        causal_lm = causal_lm_of(self.student)
         with self._teacher_adapter(), eval_mode(causal_lm):
             return backbone_hidden_states(causal_lm, input_ids, attention_mask), lm_head_of(causal_lm)
 

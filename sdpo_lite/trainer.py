@@ -48,7 +48,7 @@ from sdpo_lite.reprompt import (RolloutRecord, demonstration_text, left_pad, pla
                                 tokenize_teacher_prompts)
 from sdpo_lite.supported import (grpo_args_of, load_balancing_loss, recording_router_logits, refuse_unsupported,
                                  refuse_unsupported_state)
-from sdpo_lite.teacher import Teacher, backbone_hidden_states, is_peft
+from sdpo_lite.teacher import Teacher, backbone_hidden_states, causal_lm_of
 
 logger = logging.getLogger(__name__)
 trl_cpu.install()  # TRL 1.15's fused LM head needs Triton; without it (CPU) we supply a PyTorch version
@@ -128,7 +128,7 @@ class SDPOTrainer(GRPOTrainer):
         self.teacher = None
         if self.sdpo.enabled:
             student = self.accelerator.unwrap_model(self.model)
-            causal_lm = student.get_base_model() if is_peft(student) else student
+            causal_lm = causal_lm_of(student)
             lm_head_of(causal_lm)  # refuses, now rather than at the first step, a head the loss cannot read
             self.teacher = Teacher(student, self.sdpo)
             _install_sdpo_head(causal_lm)

@@ -98,12 +98,6 @@ def trainer_settings(trainer) -> dict:
                 temperature=trainer.temperature)
 
 
-def _causal_lm(model):
-    from sdpo_lite.teacher import is_peft
-
-    return model.get_base_model() if is_peft(model) else model
-
-
 def _student_prompt_ids(tokenizer, prompt, chat_template_kwargs=None) -> list[int]:
     """Tokenise the dataset prompt as TRL's GRPOTrainer does (`_tokenize_prompts`)."""
     if isinstance(prompt, str):
@@ -115,6 +109,7 @@ def _student_prompt_ids(tokenizer, prompt, chat_template_kwargs=None) -> list[in
 
 def _completion_logits(causal_lm_or_teacher, prompt_ids, completion_ids, device):
     """Raw (1, T, V) fp32 logits predicting the completion tokens after `prompt_ids`."""
+    from sdpo_lite.loss import lm_head_of
     from sdpo_lite.teacher import backbone_hidden_states
 
     T = len(completion_ids)
@@ -125,7 +120,7 @@ def _completion_logits(causal_lm_or_teacher, prompt_ids, completion_ids, device)
             hidden, head = causal_lm_or_teacher.hidden_states(ids, mask)
         else:
             hidden = backbone_hidden_states(causal_lm_or_teacher, ids, mask)
-            head = causal_lm_or_teacher.get_output_embeddings()
+            head = lm_head_of(causal_lm_or_teacher)  # with the family's softcap / logit scale, as the trainer
         return head(hidden[:, -T - 1:-1]).float()
 
 
@@ -149,14 +144,12 @@ def distribution_view(model, tokenizer, record, *, teacher=None, k: int = 10, al
     student_ids = _student_prompt_ids(tok, record.prompt, chat_template_kwargs)
     has_teacher = bool(record.teacher_prompt)
     teacher_ids = tok(record.teacher_prompt, add_special_tokens=False)["input_ids"] if has_teacher else student_ids
-    lm = _causal_lm(model)
-    was_training = lm.training
-    lm.eval()
-    try:
+    from sdpo_lite.teacher import causal_lm_of, eval_mode
+
+    lm = causal_lm_of(model)
+    with eval_mode(lm):
         s_logits = _completion_logits(lm, student_ids, completion_ids, device)
         t_logits = _completion_logits(teacher if teacher is not None else lm, teacher_ids, completion_ids, device)
-    finally:
-        lm.train(was_training)
     y = torch.tensor([completion_ids], device=device)
     out = distillation_loss(s_logits, t_logits, y, torch.ones_like(y, dtype=torch.float), alpha=alpha, topk=topk,
                             add_tail=add_tail, temperature=temperature)
