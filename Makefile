@@ -4,7 +4,7 @@ export PYTHONUNBUFFERED := 1
 export HF_HUB_DISABLE_TELEMETRY := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup model run test unit-test nb-test lab clean
+.PHONY: setup model run test unit-test nb-test lab clean rehearse
 
 setup:                          ## create .venv with the pinned environment (idempotent)
 	@python3 scripts/install_env.py
@@ -18,6 +18,9 @@ run: model                      ## execute every notebook headless; outputs/ get
 test: model                     ## unit tests, then every notebook under nbval (strict)
 	@$(PY) scripts/timed.py "unit tests" -- $(PY) -m pytest -q -p no:cacheprovider tests
 	@$(PY) scripts/timed.py "notebooks (nbval)" -- $(PY) -m pytest -q -p no:cacheprovider --nbval --nbval-current-env --nbval-sanitize-with notebooks/nbval_sanitize.cfg notebooks
+
+rehearse: setup                 ## Colab, Kaggle and Binder rehearsed on this CPU (about 90 min; see scripts/rehearse.py)
+	@$(PY) scripts/rehearse.py colab kaggle binder
 
 lab: model                      ## JupyterLab on the course
 	@.venv/bin/jupyter lab notebooks

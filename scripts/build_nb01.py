@@ -147,7 +147,8 @@ The training logs are hidden; the figure below is made from them."""),
 from sdpo_lite.course import train_run
 
 sdpo_run = train_run("SDPO", profile, addition_reward_rich, learning_rate=profile.sdpo_learning_rate,
-                     sdpo=SDPOConfig(alpha=0.5, distillation_topk=100, ema_tau=0.05), disable_tqdm=True)'''),
+                     sdpo=SDPOConfig(alpha=0.5, distillation_topk=100, ema_tau=0.05), disable_tqdm=True,
+                     keep="model")  # section 8 looks inside this model and its teacher; the others keep records only'''),
     code('''\
 # NBVAL_IGNORE_OUTPUT
 grpo_run = train_run("GRPO", profile, addition_reward, sdpo=SDPOConfig(enabled=False), disable_tqdm=True)'''),

@@ -12,8 +12,10 @@ For each notebook ``<name>.ipynb`` this writes
 * ``outputs/<name>.results.json``      what the notebook passed to ``sdpo_lite.evaluate.record_result``
                                        (the kernel finds the file through ``$SDPO_RESULTS``),
 
-and finally prints one table: notebook, ok/FAILED, wall time, recorded numbers. The exit status is
-non-zero when any notebook failed. Re-running overwrites the same files (stale figures and results
+and finally prints one table: notebook, ok/FAILED, wall time, the kernel's peak memory (resident set, read from
+``/proc/<kernel pid>/status`` VmHWM after every cell; Linux only; child processes such as the code sandbox are
+not included), the cell that set the peak, recorded numbers. The exit status is non-zero when any notebook
+failed. Re-running overwrites the same files (stale figures and results
 of a notebook are removed first), so the script is idempotent.
 
 Notebooks run in a fresh kernel started from *this* interpreter (jupyter_client maps the ``python3``
@@ -52,6 +54,29 @@ class Run:
     seconds: float = 0.0
     results: dict = field(default_factory=dict)
     error: str = ""
+    peak_mib: float | None = None  # the kernel's peak resident memory (VmHWM)
+    peak_cell: int | None = None  # the cell during which that peak was reached
+
+
+def peak_rss_mib(pid: int) -> float | None:
+    """The process's peak resident set size in MiB (Linux's VmHWM: a high-water mark, so no sampling misses it)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    found = re.search(r"^VmHWM:\s+(\d+) kB", status, re.M)
+    return int(found[1]) / 1024 if found else None
+
+
+def track_peak_memory(client: NotebookClient, run: Run) -> None:
+    """After every cell, read the kernel's high-water mark; remember the cell that raised it last."""
+    def after_cell(cell, cell_index, **_):
+        process = getattr(getattr(client.km, "provisioner", None), "process", None)
+        peak = peak_rss_mib(process.pid) if process is not None else None
+        if peak is not None and (run.peak_mib is None or peak > run.peak_mib):
+            run.peak_mib, run.peak_cell = peak, cell_index
+
+    client.on_cell_executed = after_cell
 
 
 @contextlib.contextmanager
@@ -84,8 +109,13 @@ def save_figures(nb: nbformat.NotebookNode, name: str, folder: Path) -> int:
     return count
 
 
-def run_notebook(path: Path, out_dir: Path, timeout: int, write_back: bool) -> Run:
-    """Execute one notebook in a fresh kernel and write its executed copy, figures and results."""
+def run_notebook(path: Path, out_dir: Path, timeout: int, write_back: bool, kernel_name: str = "python3",
+                 cwd: Path | None = None, checkout_on_path: bool = True) -> Run:
+    """Execute one notebook in a fresh kernel and write its executed copy, figures and results.
+
+    `kernel_name`, `cwd` (default: the notebook's folder) and `checkout_on_path=False` are for the platform
+    rehearsal (scripts/rehearse.py): another interpreter's kernel, run where a platform would run it, finding
+    sdpo_lite only the way the notebook's own setup cell makes it findable."""
     name = path.stem
     run = Run(name)
     results_path = out_dir / f"{name}.results.json"
@@ -94,12 +124,13 @@ def run_notebook(path: Path, out_dir: Path, timeout: int, write_back: bool) -> R
     client = NotebookClient(
         nb,
         timeout=timeout,
-        kernel_name="python3",
-        resources={"metadata": {"path": str(path.parent)}},
+        kernel_name=kernel_name,
+        resources={"metadata": {"path": str(cwd or path.parent)}},
         record_timing=False,  # keep executed notebooks free of timestamps (clean diffs on write-back)
     )
     # PYTHONPATH: the kernel imports sdpo_lite from this checkout even if it isn't pip-installed.
-    pythonpath = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    track_peak_memory(client, run)
+    pythonpath = os.pathsep.join(filter(None, [str(REPO) if checkout_on_path else "", os.environ.get("PYTHONPATH")]))
     print(f"--- {name}: running", flush=True)
     start = time.perf_counter()
     with patched_env(SDPO_RESULTS=str(results_path.resolve()), PYTHONPATH=pythonpath):
@@ -119,18 +150,22 @@ def run_notebook(path: Path, out_dir: Path, timeout: int, write_back: bool) -> R
     if write_back and run.ok:
         shutil.copyfile(out_dir / f"{name}.ipynb", path)
     status = "ok" if run.ok else f"FAILED: {run.error}"
-    print(f"--- {name}: {status} in {run.seconds:.0f} s, {figures} figure(s)", flush=True)
+    print(f"--- {name}: {status} in {run.seconds:.0f} s, peak memory {memory(run)}, {figures} figure(s)", flush=True)
     return run
+
+
+def memory(run: Run) -> str:
+    return "unknown" if run.peak_mib is None else f"{run.peak_mib / 1024:.2f} GiB (cell {run.peak_cell})"
 
 
 def summary(runs: list[Run]) -> str:
     """A plain-text table, one row per notebook."""
-    rows = [("notebook", "status", "time", "results")]
+    rows = [("notebook", "status", "time", "peak memory", "results")]
     for run in runs:
         numbers = ", ".join(f"{key}={value}" for key, value in sorted(run.results.items())) or "-"
-        rows.append((run.name, "ok" if run.ok else "FAILED", f"{run.seconds:.0f} s", numbers))
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row[:3], widths)) + "  " + row[3] for row in rows]
+        rows.append((run.name, "ok" if run.ok else "FAILED", f"{run.seconds:.0f} s", memory(run), numbers))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row[:4], widths)) + "  " + row[4] for row in rows]
     lines.insert(1, "-" * max(len(line) for line in lines))
     return "\n".join(lines)
 

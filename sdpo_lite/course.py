@@ -122,12 +122,18 @@ def grpo_args(profile: Profile, output_dir: str, seed: int = 0, **overrides):
 
 @dataclass
 class RunResult:
-    """What one training run did: per-step training numbers and held-out accuracy after training."""
+    """What one training run did: per-step training numbers and held-out accuracy after training.
+
+    `trainer` and `model` are None unless the run was asked to keep them (`train_run(keep=...)`): a notebook that
+    compares three runs must not hold three models, optimisers and teachers at once (a T4 has 15 GB, Binder 2).
+    """
 
     label: str
     history: list[dict] = field(default_factory=list)  # one dict per optimiser step (TRL's logs)
     accuracy: float | None = None
     seconds: float = 0.0
+    sdpo_enabled: bool = False
+    rollouts: list = field(default_factory=list)  # the last step's RolloutRecords (trainer.last_rollouts)
     trainer: object = None
     model: object = None
 
@@ -140,10 +146,21 @@ class RunResult:
         return [h.get(key, float("nan")) for h in self.history]
 
 
+KEEP = {"records": "the numbers and the last step's rollouts only",
+        "model": "also the trained model and its trainer (EMA teacher, tokenizer, settings); optimiser state freed",
+        "all": "everything, optimiser state included (to train on)"}
+
+
 def train_run(label: str, profile: Profile, reward_funcs, *, sdpo: SDPOConfig | None = None, seed: int = 0,
               dataset=None, evaluate: bool = True, eval_task: str = "addition", output_dir: str | None = None,
-              model_and_tokenizer=None, log_every: int | None = 4, **grpo_overrides) -> RunResult:
-    """Train from fresh weights with SDPO (`sdpo` given, enabled or not) and report per-step numbers + accuracy."""
+              model_and_tokenizer=None, log_every: int | None = 4, keep: str = "records",
+              **grpo_overrides) -> RunResult:
+    """Train from fresh weights with SDPO (`sdpo` given, enabled or not) and report per-step numbers + accuracy.
+
+    `keep` (see KEEP) says what outlives the run; the rest is freed before returning, so the next run starts
+    from the memory this one started from."""
+    if keep not in KEEP:
+        raise ValueError(f"keep={keep!r}; choose one of " + "; ".join(f"{k!r}: {v}" for k, v in KEEP.items()))
     from sdpo_lite.data import load_task, to_conversational
     from sdpo_lite.evaluate import accuracy
     from sdpo_lite.models import load_model
@@ -164,12 +181,40 @@ def train_run(label: str, profile: Profile, reward_funcs, *, sdpo: SDPOConfig | 
         trainer.remove_callback(ProgressCallback)
         trainer.add_callback(CompactLog(label, log_every))
     trainer.train()
-    result = RunResult(label, [h for h in trainer.state.log_history if "reward" in h], trainer=trainer, model=model)
+    result = RunResult(label, [h for h in trainer.state.log_history if "reward" in h], sdpo_enabled=trainer.sdpo.enabled,
+                       rollouts=trainer.last_rollouts)
+    if keep != "all":
+        free_training_state(trainer)  # the optimiser's moments: twice the model's size in fp32
     if evaluate:
         result.accuracy = accuracy(model, tok, eval_task, "heldout", max_new_tokens=profile.eval_tokens, limit=profile.eval_limit,
                                    progress=False).accuracy
+    if keep != "records":
+        result.trainer, result.model = trainer, model
+    del trainer, model
+    release_memory()
     result.seconds = time.perf_counter() - start
     return result
+
+
+def free_training_state(trainer) -> None:
+    """Drop the optimiser, its scheduler and the accelerator's references to them: a finished run no longer needs
+    them, and for full fine-tuning with AdamW they hold twice the model's weights. The model and teacher stay."""
+    trainer.accelerator.free_memory()  # accelerate's own list of prepared models/optimisers/schedulers
+    trainer.optimizer = trainer.lr_scheduler = None
+    trainer.callback_handler.optimizer = trainer.callback_handler.lr_scheduler = None
+    trainer.model.zero_grad(set_to_none=True)
+    release_memory()
+
+
+def release_memory() -> None:
+    """Collect what a dropped run left behind (trainers hold reference cycles) and return cached GPU memory."""
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 class CompactLog(TrainerCallback):
@@ -201,7 +246,7 @@ def summarise_runs(runs: list[RunResult], before: float | None = None) -> None:
     for run in runs:
         mean = lambda key: sum(run.series(key)) / max(len(run.history), 1)  # noqa: E731
         last5 = lambda key: sum(run.series(key)[-5:]) / max(len(run.series(key)[-5:]), 1)  # noqa: E731
-        coverage = lambda key: f"{mean(key):.0%}" if run.trainer.sdpo.enabled else "-"  # noqa: E731 (GRPO: none)
+        coverage = lambda key: f"{mean(key):.0%}" if run.sdpo_enabled else "-"  # noqa: E731 (GRPO: none)
         print(f"{run.label:24} {run.accuracy:>9.1%} {last5('reward'):>14.2f} {last5('completions/clipped_ratio'):>10.0%} "
               f"{coverage('sdpo/frac_with_teacher'):>13} {coverage('sdpo/frac_with_demo'):>10} {run.seconds / 60:>8.1f}")
         record_result(f"heldout_after_{run.key}", round(run.accuracy, 4))

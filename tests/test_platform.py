@@ -116,7 +116,9 @@ def sandbox(tmp_path):
     fake = tmp_path / "fake"
     (fake / "torch").mkdir(parents=True)
     (fake / "torch" / "__init__.py").write_text(
-        "import os\nclass cuda:\n    is_available = staticmethod(lambda: os.environ.get('FAKE_CUDA') == '1')\n")
+        "import os\nclass cuda:\n    is_available = staticmethod(lambda: os.environ.get('FAKE_CUDA') == '1')\n"
+        "with open(os.environ['TOOLS_LOG'] + '.torch', 'w') as f:  # what CUDA would see when torch starts\n"
+        "    f.write(os.environ.get('CUDA_VISIBLE_DEVICES', '<unset>'))\n")
     (fake / "pip").mkdir()
     (fake / "pip" / "__init__.py").write_text("")
     (fake / "pip" / "__main__.py").write_text(RECORDER.format(tool="pip"))
@@ -127,26 +129,37 @@ def sandbox(tmp_path):
     return tmp_path
 
 
-def run_cell(sandbox, source, platform=None, dry_run=True, cuda=False, cwd=None):
-    env = {k: v for k, v in os.environ.items() if k not in PLATFORM_VARS and k != "SDPO_SETUP_DRY_RUN"}
+def with_platform_torchao(sandbox, version="0.10.0"):
+    """Make the sandbox look like Colab's image, which ships torchao (0.10.0 on Colab's published list)."""
+    info = sandbox / "fake" / f"torchao-{version}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: torchao\nVersion: {version}\n")
+
+
+def run_cell(sandbox, source, platform=None, dry_run=True, cuda=False, cwd=None, env_extra=None, check=True):
+    env = {k: v for k, v in os.environ.items()
+           if k not in PLATFORM_VARS and k not in ("SDPO_SETUP_DRY_RUN", "CUDA_VISIBLE_DEVICES", "SDPO_COURSE_REPO")}
     env.update(SIMULATED.get(platform, {}), FAKE_CUDA="1" if cuda else "0", TMPDIR=str(sandbox),
                TOOLS_LOG=str(sandbox / "tools.log"), PYTHONPATH=str(sandbox / "fake"),
                PATH=f"{sandbox / 'bin'}{os.pathsep}{env.get('PATH', '')}")
     if dry_run:
         env["SDPO_SETUP_DRY_RUN"] = "1"
+    env.update(env_extra or {})
     out = subprocess.run([sys.executable, "-c", source + "\nprint('sys.path[0] =', sys.path[0])"], cwd=cwd or sandbox,
                          env=env, capture_output=True, text=True, timeout=120)
+    if not check:
+        return out
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert lines[-1].startswith("sys.path[0] = ")
     return lines[:-1], lines[-1].removeprefix("sys.path[0] = ")
 
 
-def check_plan(commands, sandbox, unsloth_expected):
+def check_plan(commands, sandbox, unsloth_expected, torchao_expected=False, repo=None):
     """The commands a hosted setup runs: clone, one pip resolve under constraints, the repo without deps."""
     assert len(commands) == 3, commands
     clone, install, editable = commands
-    assert clone[:2] == ["git", "clone"] and plat.repo_url() in clone and clone[-1] == "sdpo-course"
+    assert clone[:2] == ["git", "clone"] and (repo or plat.repo_url()) in clone and clone[-1] == "sdpo-course"
     assert install[:2] == ["pip", "install"], install
     args = install[2:]
     assert args[:3] == ["-q", "-c", str(sandbox / "sdpo-keep.txt")]
@@ -154,11 +167,11 @@ def check_plan(commands, sandbox, unsloth_expected):
     names = [r.split("==")[0] for r in requirements]
     for kept in KEEP:  # what the platform imported already is never installed, so never upgraded
         assert kept not in names, f"the setup cell would install {kept}: {install}"
-    assert {n for n in names if n != "unsloth"} == set(RUNTIME)
-    for req in requirements:
-        if req != "unsloth":
-            assert req == pinned(req.split("==")[0]), f"{req} is not the pin of requirements.txt"
+    assert {n for n in names if n not in ("unsloth", "torchao")} == set(RUNTIME)
+    for req in requirements:  # every one exact, and the pin of requirements.txt (unsloth: the verified release)
+        assert req == pinned(req.split("==")[0]), f"{req} is not the pin of requirements.txt"
     assert ("unsloth" in names) == unsloth_expected
+    assert ("torchao" in names) == torchao_expected
     assert editable == ["pip", "install", "-q", "--no-deps", "-e", "sdpo-course"]
     constraints = (sandbox / "sdpo-keep.txt").read_text().split()
     assert {c.split("==")[0] for c in constraints} <= set(KEEP)
@@ -197,6 +210,63 @@ def test_hosted_setup_skips_an_existing_clone(sandbox):
 
 
 @pytest.mark.parametrize("unsloth", [False, True])
+def test_platform_torchao_is_replaced_by_the_pinned_one(sandbox, unsloth):
+    """Colab ships torchao 0.10; peft 0.21 raises ImportError at the first LoRA layer unless torchao >= 0.16."""
+    with_platform_torchao(sandbox)
+    printed, _ = run_cell(sandbox, setup_cell_source(unsloth=unsloth), "colab", cuda=True)
+    commands = [shlex.split(line)[1:] for line in printed if line.startswith("$ ")]
+    commands = [["pip", *c[3:]] if c[1:3] == ["-m", "pip"] else c for c in commands]
+    check_plan(commands, sandbox, unsloth_expected=unsloth, torchao_expected=True)
+    from packaging.version import Version
+    assert Version(pinned("torchao").split("==")[1]) >= Version("0.16"), "peft 0.21 refuses torchao < 0.16"
+
+
+@pytest.mark.parametrize("platform", ["colab", "kaggle", None])
+@pytest.mark.parametrize("preset, visible", [(None, "0"), ("1", "1"), ("0,1", "0"), ("1,0", "1")])
+def test_one_gpu_is_visible_before_torch_starts(sandbox, platform, preset, visible):
+    """Kaggle's "GPU T4 x2": TRL's GRPOTrainer raises when one process sees several GPUs. The cell makes GPU 0
+    (or the first one listed) the only one, before its own `import torch` and before any later cell's."""
+    (sandbox / "notebooks").mkdir()
+    source = setup_cell_source(unsloth=True) + "\nprint('visible', os.environ['CUDA_VISIBLE_DEVICES'])"
+    printed, _ = run_cell(sandbox, source, platform, cuda=True, cwd=sandbox / "notebooks" if platform is None else None,
+                          env_extra={"CUDA_VISIBLE_DEVICES": preset} if preset else None)
+    assert printed[-1] == f"visible {visible}"
+    if platform:  # the Unsloth cell imports torch on a platform: CUDA already saw one GPU
+        assert (sandbox / "tools.log.torch").read_text() == visible
+    for source in (setup_cell_source(), setup_cell_source(unsloth=True)):
+        lines = source.splitlines()
+        first_torch = next((i for i, line in enumerate(lines) if "import torch" in line), len(lines))
+        assert any("CUDA_VISIBLE_DEVICES" in line for line in lines[:first_torch])
+
+
+@pytest.mark.parametrize("tool, failing", [("git", "fatal: unable to access 'https://github.com/': Could not resolve "
+                                                   "host: github.com"),
+                                           ("pip", "ERROR: No matching distribution found for trl==1.15.0")])
+def test_a_failing_tool_shows_its_own_reason(sandbox, tool, failing):
+    """On Colab a bare CalledProcessError hides why git or pip failed; the cell raises with their message."""
+    script = sandbox / "bin" / "git" if tool == "git" else sandbox / "fake" / "pip" / "__main__.py"
+    script.write_text(("" if tool == "pip" else f"#!{sys.executable}\n") +
+                      f"import sys\nsys.stderr.write({failing!r} + '\\n')\nsys.exit(1)\n")
+    if tool == "pip":
+        (sandbox / "sdpo-course" / ".git").mkdir()  # already cloned: pip is the first tool to run
+    out = run_cell(sandbox, setup_cell_source(), "kaggle", dry_run=False, check=False)
+    assert out.returncode != 0
+    assert "RuntimeError" in out.stderr and failing in out.stderr, out.stderr
+    assert "CalledProcessError" not in out.stderr
+
+
+def test_a_fork_or_a_local_clone_is_one_variable_away(sandbox):
+    """SDPO_COURSE_REPO (a fork's URL, or a local path: the platform rehearsal) is what the cell clones; a fork
+    that edits pyproject's Repository URL gets its own URL baked into the cell by sync_setup_cells."""
+    printed, _ = run_cell(sandbox, setup_cell_source(), "colab", env_extra={"SDPO_COURSE_REPO": "/srv/my-clone"})
+    commands = [shlex.split(line)[1:] for line in printed if line.startswith("$ ")]
+    assert commands[0] == ["git", "clone", "-q", "--depth=1", "/srv/my-clone", "sdpo-course"]
+    fork = "https://github.com/someone/sdpo-course"
+    printed, _ = run_cell(sandbox, setup_cell_source(url=fork), "colab")
+    assert [shlex.split(line)[1:] for line in printed if line.startswith("$ ")][0][-2] == fork
+
+
+@pytest.mark.parametrize("unsloth", [False, True])
 @pytest.mark.parametrize("dry_run", [False, True])
 def test_local_setup_does_nothing_and_says_so(sandbox, unsloth, dry_run):
     (sandbox / "notebooks").mkdir()
@@ -212,7 +282,7 @@ def test_setup_cell_template():
     for source in (plain, with_unsloth):
         compile(source, "<setup cell>", "exec")
         assert plat.repo_url() in source
-        assert len(source.splitlines()) <= 30
+        assert len(source.splitlines()) <= 36 and max(map(len, source.splitlines())) <= 120
     assert "unsloth" not in plain.lower()
     assert "torch.cuda.is_available()" in with_unsloth and "torch.cuda" not in plain
     assert not any(line.startswith(("!", "%")) for line in plain.splitlines())  # plain Python: runs anywhere
