@@ -40,7 +40,7 @@ from pathlib import Path
 from urllib.parse import unquote
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from install_env import ROOT, read_pins  # noqa: E402
+from install_env import ROOT, read_pins, read_platform_pins  # noqa: E402
 
 DEFAULT_PYTHON = "3.13"  # Colab's runtime (../shared/platforms/colab-gpu-pip-freeze.txt)
 DEFAULT_PLATFORM = "manylinux_2_28_x86_64"
@@ -54,8 +54,9 @@ PIN_TIMEOUT_S = 300
 
 
 def pins_to_check(pins_file, extra=()):
-    """Every pin of the file (all of read_pins' sections, in order) and then the extra ones; each pin once."""
-    pins = list(dict.fromkeys([pin for section in read_pins(Path(pins_file)) for pin in section] + list(extra)))
+    """Every pin of the file (read_pins' sections, then the platform-only ones) and the extra ones; each once."""
+    sections = [*read_pins(Path(pins_file)), read_platform_pins(Path(pins_file))]
+    pins = list(dict.fromkeys([pin for section in sections for pin in section] + list(extra)))
     bad = [p for p in pins if not PIN.fullmatch(p)]
     if bad:
         raise ValueError(f"not an exact pin (name==version): {', '.join(bad)}")

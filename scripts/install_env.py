@@ -30,6 +30,7 @@ import hashlib
 import importlib.metadata
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -72,6 +73,14 @@ def read_pins(path=ROOT / "requirements.txt"):
         if line:
             target.append(line)
     return main, nodeps
+
+
+def read_platform_pins(path=ROOT / "requirements.txt"):
+    """The platform-only pins ('# name==version' lines after PLATFORM_MARKER): what the notebook setup cell adds
+    on Colab/Kaggle where they apply. Commented out so that no `pip install -r` ever takes them."""
+    text = path.read_text()
+    section = text.split(PLATFORM_MARKER, 1)[1] if PLATFORM_MARKER in text else ""
+    return re.findall(r"^#\s*([A-Za-z0-9_.-]+==\S+)", section, re.M)
 
 
 def fingerprint():

@@ -103,6 +103,18 @@ def wants_unsloth(notebook: str | Path) -> bool:
     return "unsloth" in Path(notebook).name.lower()
 
 
+# Notebook metadata that asks the platforms for a GPU, so "Run all" does not start on a CPU runtime. Colab reads
+# `accelerator` + `colab.gpuType` when it opens a notebook from GitHub. `kaggle` is the block Kaggle writes into
+# the notebooks it exports (T4, Internet on: the setup cell needs it); whether Kaggle's import honours it is not
+# documented, so the README still says how to switch both on by hand.
+PLATFORM_METADATA = {
+    "accelerator": "GPU",
+    "colab": {"gpuType": "T4", "provenance": []},
+    "kaggle": {"accelerator": "nvidiaTeslaT4", "isGpuEnabled": True, "isInternetEnabled": True, "dataSources": [],
+               "language": "python", "sourceType": "notebook"},
+}
+
+
 # The badges line that ends a notebook's first markdown cell (found again by its first badge).
 BADGES_LINE = re.compile(r"^\[!\[Open In Colab\].*$", re.M)
 
@@ -128,6 +140,7 @@ def write_notebook(cells, path: Path, prefix: str) -> Path:
         cell.id = f"{prefix}-{i:02d}"
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
     nb.metadata["language_info"] = {"name": "python"}
+    nb.metadata.update(PLATFORM_METADATA)
     path.parent.mkdir(exist_ok=True)
     nbformat.write(nb, path)
     print(f"wrote {path}")

@@ -69,12 +69,18 @@ def peak_rss_mib(pid: int) -> float | None:
 
 
 def track_peak_memory(client: NotebookClient, run: Run) -> None:
-    """After every cell, read the kernel's high-water mark; remember the cell that raised it last."""
+    """After every cell, read the kernel's high-water mark. The peak's cell is the first one that brought the mark
+    within 2% of its final value (small later rises, e.g. a plot, would otherwise take the credit)."""
+    marks = []  # (cell index, high-water mark so far)
+
     def after_cell(cell, cell_index, **_):
         process = getattr(getattr(client.km, "provisioner", None), "process", None)
         peak = peak_rss_mib(process.pid) if process is not None else None
-        if peak is not None and (run.peak_mib is None or peak > run.peak_mib):
-            run.peak_mib, run.peak_cell = peak, cell_index
+        if peak is None:
+            return
+        marks.append((cell_index, peak))
+        run.peak_mib = peak
+        run.peak_cell = next(i for i, mark in marks if mark >= 0.98 * peak)
 
     client.on_cell_executed = after_cell
 

@@ -5,12 +5,13 @@
     .venv/bin/python scripts/sync_setup_cells.py --check    # only report; exit 1 when a notebook is stale
     .venv/bin/python scripts/sync_setup_cells.py notebooks/01_*.ipynb   # just these
 
-For each notebook it changes exactly two things and nothing else (outputs, ids and metadata are kept):
+For each notebook it changes exactly three things and nothing else (outputs, ids and other metadata are kept):
 
 * the **first code cell**'s source becomes ``notebook_cells.setup_cell_source()`` (the Unsloth variant for a
   notebook whose name mentions Unsloth);
 * the **first markdown cell** ends with the notebook's "Open in Colab" / "Open in Kaggle" badges line (an
-  existing badges line is replaced, so running this twice changes nothing).
+  existing badges line is replaced, so running this twice changes nothing);
+* the notebook **metadata** that asks Colab and Kaggle for a GPU runtime (``notebook_cells.PLATFORM_METADATA``).
 
 Run it after a notebook builder (``scripts/build_nb*.py``), before executing the notebook.
 """
@@ -21,7 +22,7 @@ import sys
 from pathlib import Path
 
 import nbformat
-from notebook_cells import setup_cell_source, wants_unsloth, with_badges
+from notebook_cells import PLATFORM_METADATA, setup_cell_source, wants_unsloth, with_badges
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 
@@ -42,6 +43,10 @@ def synced(nb: nbformat.NotebookNode, path: Path) -> list[str]:
         if markdown.source != want:
             markdown.source = want
             changed.append("badges")
+    for key, value in PLATFORM_METADATA.items():
+        if nb.metadata.get(key) != value:
+            nb.metadata[key] = value
+            changed.append(f"metadata {key}")
     return changed
 
 

@@ -42,6 +42,11 @@ TAIL_COLOR = "#999999"
 DEMO_COLOR, DEMO_TINT = "#009E73", "#D2F0E6"  # bluish green
 FEEDBACK_COLOR, FEEDBACK_TINT = "#D55E00", "#FBE0CC"  # vermillion
 DIVERGENCE_CMAP = "cividis"  # sequential, perceptually uniform, colour-blind safe
+# Token buttons get their text colour from a CSS class, not ButtonStyle.text_color: Colab keeps ipywidgets 7.7.1,
+# whose ButtonStyle has only button_color and font_weight (text_color, text_decoration came in 8.0) and silently
+# drops the rest, leaving the theme's text colour on dark cividis buttons. add_class and a <style> in the widget's
+# header HTML work in 7 and 8 alike, whatever the theme.
+TOKEN_CSS = "<style>.sdpo-dark-text{color:#000!important}.sdpo-light-text{color:#fff!important}</style>"
 BOX_STYLE = ("font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:13px;line-height:1.7;"
              "color:#111;background:#fff;padding:8px;border:1px solid #ddd;border-radius:4px")
 
@@ -473,13 +478,13 @@ class DistributionsWidget(_vbox()):
                 b = w.Button(description=visible(tok), tooltip=f"position {t}: divergence {view.per_token_loss[t]:.4g}",
                              layout=w.Layout(width="auto", height="26px", margin="1px", padding="0 4px"))
                 b.style.button_color = bg
-                b.style.text_color = fg
+                b.add_class("sdpo-light-text" if fg == "#ffffff" else "sdpo-dark-text")
                 b.on_click(lambda _b, t=t: setattr(self.slider, "value", t))
                 self.buttons.append(b)
             tokens = w.Box(self.buttons, layout=w.Layout(display="flex", flex_flow="row wrap", align_items="center"))
         else:
             tokens = self.strip
-        head = w.HTML(f'<div style="font-size:13px">{_esc(view.title)}'
+        head = w.HTML(f'{TOKEN_CSS}<div style="font-size:13px">{_esc(view.title)}'
                       + (f" &middot; mean divergence {view.loss:.4g}" if view.has_teacher else
                          " &middot; no teacher prompt: masked out of the loss") + "</div>"
                       + _legend_html(max(view.per_token_loss, default=0.0)))
@@ -496,8 +501,7 @@ class DistributionsWidget(_vbox()):
         t = self.slider.value
         v = self.view
         for i, b in enumerate(self.buttons):
-            b.style.font_weight = "bold" if i == t else ""
-            b.style.text_decoration = "underline" if i == t else ""
+            b.style.font_weight = "bold" if i == t else ""  # bold + an outline (not colour alone) mark the selection
             b.layout.border = "2px solid #D55E00" if i == t else ""
         if not self.buttons:
             self.strip.value = token_strip_html(v, t)

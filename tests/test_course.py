@@ -53,3 +53,25 @@ def test_train_run_and_reports(capsys):
     fig = plot_comparison([sdpo, grpo], before=0.0)
     assert len(fig.axes) == 2
     assert draw_sdpo_data_flow() is not None
+
+
+@pytest.mark.slow
+def test_a_finished_run_frees_what_it_was_not_asked_to_keep():
+    """Notebooks compare several runs: each must not keep its optimiser (2x the weights) and teacher alive."""
+    import gc
+
+    from sdpo_lite.trainer import SDPOTrainer
+
+    profile = choose_profile("tiny", steps=1)
+    kept = {}
+    for keep in ("records", "model", "all"):
+        run = train_run("SDPO", profile, addition_reward_rich, sdpo=SDPOConfig(distillation_topk=10), keep=keep,
+                        evaluate=False, disable_tqdm=True, log_every=None, output_dir="/tmp/sdpo_course_test")
+        gc.collect()
+        alive = sum(isinstance(o, SDPOTrainer) for o in gc.get_objects())
+        kept[keep] = (alive, run.trainer is not None and run.trainer.optimizer is not None, run.model is not None)
+        assert run.rollouts and run.history and run.sdpo_enabled  # the records outlive every choice
+        del run
+    assert kept == {"records": (0, False, False), "model": (1, False, True), "all": (1, True, True)}
+    with pytest.raises(ValueError, match="'records'"):
+        train_run("SDPO", profile, addition_reward_rich, keep="everything")

@@ -9,7 +9,7 @@ from packaging.requirements import Requirement
 from packaging.version import Version
 
 sys.path.insert(0, str(ROOT / "scripts"))
-from install_env import read_pins  # noqa: E402
+from install_env import read_pins, read_platform_pins  # noqa: E402
 
 MAIN, NODEPS = read_pins()
 PINS = {Requirement(p).name.lower(): p.split("==")[1] for p in MAIN + NODEPS}
@@ -20,24 +20,19 @@ def yaml_pins(path):
     return {m[1].lower(): m[2] for m in re.finditer(r"^\s*-\s*([A-Za-z0-9_.-]+)==([^\s#]+)", path.read_text(), re.M)}
 
 
-def platform_pins():
-    """The pins after the platform-only marker: installed by the notebook setup cell on Colab/Kaggle only."""
-    from install_env import PLATFORM_MARKER
-
-    text = (ROOT / "requirements.txt").read_text().split(PLATFORM_MARKER, 1)[1]
-    return [line.split("#")[0].strip() for line in text.splitlines()[1:] if line.split("#")[0].strip()]
-
-
 def test_every_pin_is_exact():
-    for line in MAIN + NODEPS + platform_pins():
+    for line in MAIN + NODEPS + read_platform_pins():
         assert re.fullmatch(r"[A-Za-z0-9_.-]+==[0-9][^\s]*", line), f"requirements.txt: '{line}' is not an exact pin"
 
 
 def test_platform_only_pins_stay_out_of_the_venv():
     """torchao (Colab's is too old for peft) and unsloth (GPU only) are for the setup cell, never `make setup`."""
-    names = {Requirement(p).name.lower() for p in platform_pins()}
+    names = {Requirement(p).name.lower() for p in read_platform_pins()}
     assert names == {"torchao", "unsloth"}
     assert not names & set(PINS), "a platform-only pin leaked into install_env's lists"
+    active = [line for line in (ROOT / "requirements.txt").read_text().splitlines() if line and not line.startswith("#")]
+    assert not any(line.startswith(("torchao", "unsloth")) for line in active), \
+        "an uncommented platform pin: `pip install -r requirements.txt` would install it (unsloth upgrades torch)"
 
 
 @pytest.mark.parametrize("path", ["environment.yml", "binder/environment.yml"])

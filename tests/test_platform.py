@@ -30,8 +30,11 @@ SIMULATED = {"colab": {"COLAB_RELEASE_TAG": "release-colab_20260101-060000_RC00"
 
 
 def pinned(name):
-    lines = (ROOT / "requirements.txt").read_text().splitlines()
-    return next(line.split("#")[0].strip() for line in lines if line.startswith(f"{name}=="))
+    """requirements.txt's pin of `name`: an active line, or a platform-only one (commented out)."""
+    from install_env import read_pins, read_platform_pins
+
+    main, nodeps = read_pins()
+    return next(pin for pin in main + nodeps + read_platform_pins() if pin.startswith(f"{name}=="))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -377,3 +380,12 @@ def test_binder_post_build():
     assert os.access(post, os.X_OK), "binder/postBuild must be executable (chmod +x), or Binder ignores it"
     assert post.read_text().startswith("#!")
     assert "prepare_model" in post.read_text()
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebooks_ask_the_platforms_for_a_gpu(path):
+    """Opened from a badge, a notebook without this metadata starts on a CPU runtime (and on Kaggle offline)."""
+    meta = nbformat.read(path, as_version=4).metadata
+    assert meta.get("accelerator") == "GPU" and meta.get("colab", {}).get("gpuType") == "T4"
+    kaggle = meta.get("kaggle", {})
+    assert kaggle.get("isGpuEnabled") is True and kaggle.get("isInternetEnabled") is True

@@ -202,3 +202,77 @@ def test_rollout_browser(trainer):
     assert plain.distributions.children == ()
     with pytest.raises(ValueError, match="no rollouts"):
         viz.browse_rollouts([])
+
+
+# Colab keeps ipywidgets 7.7.1 (our pin is 8.1.9): the public synced traits it defines for the classes viz builds,
+# read from ipywidgets-7.7.1-py2.py3-none-any.whl, ipywidgets/widgets/: widget_button.py (Button, ButtonStyle),
+# widget_layout.py (Layout), widget_int.py (IntSlider, SliderStyle), widget_string.py (HTML), widget_selection.py
+# (Dropdown), widget_box.py (Box), widget_description.py (DescriptionStyle, description*), domwidget.py (layout).
+IPYWIDGETS_7_TRAITS = {name: set(traits.split()) for name, traits in {
+    "Button": "button_style description disabled icon layout style tooltip",
+    "ButtonStyle": "button_color font_weight",  # no text_color, text_decoration, font_* (all new in 8.0)
+    "Layout": "align_content align_items align_self border bottom display flex flex_flow grid_area grid_auto_columns "
+              "grid_auto_flow grid_auto_rows grid_column grid_gap grid_row grid_template_areas grid_template_columns "
+              "grid_template_rows height justify_content justify_items left margin max_height max_width min_height "
+              "min_width object_fit object_position order overflow overflow_x overflow_y padding right top "
+              "visibility width",
+    "IntSlider": "continuous_update description description_tooltip disabled layout max min orientation readout "
+                 "readout_format step style value",
+    "SliderStyle": "description_width handle_color",
+    "HTML": "description description_tooltip layout placeholder style value",
+    "Dropdown": "description description_tooltip disabled index layout style",
+    "DescriptionStyle": "description_width",
+    "Box": "box_style children layout",
+}.items()}
+BORDER_SIDES = {f"border_{side}" for side in ("top", "right", "bottom", "left")}
+
+
+def traits_set_by_viz(root):
+    """{(ipywidgets class, name)} for every public synced trait in a widget tree that differs from a fresh widget's,
+    plus any public attribute of a style or layout that is no trait at all (what ipywidgets 7 does with a trait it
+    lacks: keeps it in Python, never sends it). 8.x's `border` is a property over four side traits: equal sides
+    count as `border`."""
+    import ipywidgets as w
+    from ipywidgets.widgets.widget_style import Style
+
+    found, todo, seen = set(), [root], set()
+    while todo:
+        obj = todo.pop()
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        base = next(c for c in type(obj).__mro__ if c.__module__.startswith("ipywidgets"))
+        name = next((c.__name__ for c in base.__mro__ if c.__name__ in IPYWIDGETS_7_TRAITS), base.__name__)
+        fresh = base()
+        traits = {t for t in obj.trait_names(sync=True) if not t.startswith("_")}
+        if isinstance(obj, (Style, w.Layout)):
+            found |= {(name, a) for a in vars(obj) if not a.startswith("_") and a not in traits}
+        for t in traits:
+            value = getattr(obj, t)
+            if isinstance(value, w.Widget):
+                todo.append(value)
+            elif t == "children":
+                todo.extend(value)
+                found.add((name, t))
+            elif value != getattr(fresh, t):
+                found.add((name, "border" if t in BORDER_SIDES and obj.border is not None else t))
+    return found
+
+
+def test_widgets_use_only_traits_colabs_ipywidgets_7_has(trainer):
+    """Every trait viz sets exists in ipywidgets 7.7.1 (Colab), else 7.x silently drops it (dark text on dark
+    token buttons); the token text colour comes from CSS classes instead, which both versions render."""
+    records, tok, model = trainer.last_rollouts, trainer.processing_class, trainer.model
+    widget = viz.show_distributions(model, tok, records[1], **viz.trainer_settings(trainer))
+    widget.slider.value = (widget.slider.value + 1) % len(widget.view)  # selected and unselected buttons both seen
+    browser = viz.browse_rollouts(records, model, tok, **viz.trainer_settings(trainer))
+    used = set().union(*map(traits_set_by_viz, [widget, browser, viz.show_teacher_prompt(records[0])]))
+    missing = sorted((cls, t) for cls, t in used if t not in IPYWIDGETS_7_TRAITS.get(cls, ()))
+    assert not missing, f"ipywidgets 7.7.1 (Colab) lacks {missing}"
+    assert {("ButtonStyle", "button_color"), ("Layout", "border"), ("IntSlider", "value")} <= used  # it looked
+    # each token's text colour is a CSS class chosen for its background, styled by the header's <style>
+    for b, (bg, fg) in zip(widget.buttons, viz.divergence_colors(widget.view.per_token_loss)):
+        assert b.style.button_color == bg
+        assert b._dom_classes == ("sdpo-light-text" if fg == "#ffffff" else "sdpo-dark-text",)
+    assert widget.children[0].value.startswith(viz.TOKEN_CSS)
+    assert ".sdpo-light-text{color:#fff" in viz.TOKEN_CSS and ".sdpo-dark-text{color:#000" in viz.TOKEN_CSS
