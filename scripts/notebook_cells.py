@@ -40,7 +40,7 @@ from sdpo_lite.platform import COLAB_VARS, KAGGLE_VARS, badge_markdown, repo_url
 # requirements.txt, when they apply: torchao (where the platform has one) and unsloth (notebook 02, CUDA GPU).
 RUNTIME = ("transformers", "trl", "datasets", "peft", "accelerate", "tokenizers", "gguf")
 KEEP = ("torch", "numpy", "pillow", "ipywidgets")
-LOCAL_MESSAGE = "Local run: using the project's environment (.venv)"
+LOCAL_MESSAGE = "Local or Binder run: nothing to install, sdpo_lite comes from this checkout"
 
 _TEMPLATE = '''\
 # Setup: on Colab/Kaggle fetch the course and install its pins; locally use the project's .venv as it is.

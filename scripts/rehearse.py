@@ -75,20 +75,27 @@ COLAB = Platform(
     ["Python 3.13.0 (pyenv) for Colab's 3.13.15", "torch 2.11.0 from PyPI for 2.11.0+cu128 (same release), "
      "run on the CPU: no GPU here", "the offline SmolLM2-135M for the Hub (no internet here)"])
 
-# Kaggle's image (Kaggle/docker-python) is built FROM Colab's runtime and keeps its torch and most packages; it
-# pins ipywidgets 8.1.5 and runs Python 3.12. "GPU T4 x2": two GPUs visible to the notebook's one process.
+# Kaggle's image (Kaggle/docker-python, Dockerfile.tmpl) is built FROM a Colab runtime image and keeps its torch*
+# packages and most others; kaggle_requirements.txt pins ipywidgets==8.1.5. Its base is an older Colab release
+# than our Colab list (Python 3.12; torch 2.10 or 2.11: not confirmed from a Kaggle file), so this rehearsal is
+# Colab's list on Python 3.12 with Kaggle's ipywidgets. "GPU T4 x2": two GPUs visible to the notebook's process.
 KAGGLE = Platform(
     "kaggle", "3.12",
     [p for p in COLAB.packages if not p.startswith(("ipywidgets", "widgetsnbextension", "jupyterlab_widgets"))]
     + ["ipywidgets==8.1.5"],
     {"KAGGLE_KERNEL_RUN_TYPE": "Interactive", "KAGGLE_URL_BASE": "https://www.kaggle.com",
      "CUDA_VISIBLE_DEVICES": "0,1"},
-    "Kaggle/docker-python: FROM Colab's runtime image (its versions, above), ipywidgets==8.1.5, Python 3.12",
-    ["Python 3.12.1 (pyenv)", "torch 2.11.0 from PyPI (CUDA build) on the CPU: two GPUs are simulated only as "
+    "Kaggle/docker-python: FROM a Colab runtime image (Colab's versions above stand in for it), "
+    "kaggle_requirements.txt's ipywidgets==8.1.5, Python 3.12",
+    ["Python 3.12.1 (pyenv)", "Colab's 2026-08-19 versions for Kaggle's older Colab base (torch 2.10 or 2.11)",
+     "torch 2.11.0 from PyPI (CUDA build) on the CPU: two GPUs are simulated only as "
      "CUDA_VISIBLE_DEVICES=0,1, which the setup cell must narrow to one", "the offline SmolLM2-135M for the Hub"])
 
 BINDER = Platform(
-    "binder", "3.11", [], {}, "binder/environment.yml (pip section) + binder/postBuild, as repo2docker runs them",
+    "binder", "3.11", [],
+    {"BINDER_LAUNCH_HOST": "https://mybinder.org/", "BINDER_REQUEST": "v2/gh/sdpo-course/sdpo-course/HEAD",
+     "MEM_LIMIT": str(BINDER_LIMIT_MIB * 2**20)},  # JupyterHub's MEM_LIMIT: what the notebooks size their runs by
+    "binder/environment.yml (pip section) + binder/postBuild, as repo2docker runs them",
     ["pip into a virtualenv instead of conda (repo2docker's conda step only provides Python 3.11 and pip)",
      "the 2 GB ceiling checked as each notebook's kernel peak memory, not enforced by a cgroup"])
 

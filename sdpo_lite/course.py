@@ -31,6 +31,7 @@ class Profile:
     temperature: float = 1.0
     eval_tokens: int = 24  # greedy tokens per held-out answer ("68" needs few, a function needs more)
     grad_accum: int = 1  # backward passes per optimiser step: same update, 1/grad_accum of the activation memory
+    lora_rank: int | None = None  # None: full fine-tuning; else LoRA adapters of this rank on a frozen base
     note: str = ""
 
     def __post_init__(self):
@@ -54,6 +55,12 @@ PROFILES = {
                    grad_accum=2,
                    note="a free T4 or better; about 12 minutes for notebook 01 on a T4 (an estimate, not yet "
                         "measured on a T4); learning rates not yet tuned on a GPU"),
+    # Full fine-tuning of SmolLM2-135M with AdamW and an EMA teacher needs about 3.3 GB; a Binder session has 2 GB.
+    # LoRA keeps the base frozen: no optimiser state or teacher copy of the full model. Learning rates not tuned.
+    "lowmem": Profile("lowmem", "smollm2-135m", steps=24, prompts_per_step=1, num_generations=8,
+                      max_completion_length=16, learning_rate=1e-4, eval_limit=None, sdpo_learning_rate=3e-5,
+                      lora_rank=16, note="LoRA rank 16 on CPU, for sessions under 4 GB such as Binder's 2 GB; "
+                                         "learning rates not tuned"),
     "tiny": Profile("tiny", "tiny", steps=3, prompts_per_step=1, num_generations=4, max_completion_length=8,
                     learning_rate=1e-3, eval_limit=16, sdpo_learning_rate=1e-3,
                     note="development only: random weights, numbers mean nothing"),
@@ -67,6 +74,7 @@ TASK_OVERRIDES = {
     "code": {
         "cpu": dict(steps=10, max_completion_length=64, eval_tokens=96,
                     note="about 6 minutes for notebook 03 on 2 cores"),
+        "lowmem": dict(steps=10, max_completion_length=64, eval_tokens=96),
         "gpu": dict(steps=40, prompts_per_step=4, max_completion_length=256, eval_tokens=256, grad_accum=8,
                     note="a free T4 or better; about 20 minutes for notebook 03 on a T4 (an estimate, not yet "
                          "measured on a T4); not yet tuned on a GPU"),
@@ -77,6 +85,8 @@ TASK_OVERRIDES = {
     "parity": {
         "cpu": dict(steps=24, max_completion_length=24, eval_tokens=24, temperature=0.7, learning_rate=1e-4,
                     sdpo_learning_rate=1e-4, eval_limit=None, note="LoRA; about 3 minutes for the notebook on 2 cores"),
+        "lowmem": dict(steps=24, max_completion_length=24, eval_tokens=24, temperature=0.7, learning_rate=1e-4,
+                       sdpo_learning_rate=1e-4, eval_limit=None, note="LoRA, as the cpu profile of this notebook"),
         "gpu": dict(steps=100, prompts_per_step=4, max_completion_length=256, eval_tokens=256, temperature=1.0,
                     learning_rate=5e-5, sdpo_learning_rate=5e-5, eval_limit=None,
                     note="Unsloth 4-bit QLoRA; not yet run on a GPU"),
@@ -86,16 +96,23 @@ TASK_OVERRIDES = {
 }
 
 
+LOW_MEMORY_BYTES = 4 * 2**30  # under this, the CPU profile's full fine-tuning (about 3.3 GB) does not fit
+
+
 def choose_profile(name: str | None = None, *, task: str = "addition", **overrides) -> Profile:
     """The profile for this machine and task: `tiny` when SDPO_MODEL=tiny, `gpu` with a CUDA GPU and the Hub,
-    else `cpu`; then the task's adjustments (TASK_OVERRIDES), then yours."""
+    `lowmem` on a CPU with under 4 GB to use (Binder), else `cpu`; then the task's adjustments (TASK_OVERRIDES),
+    then yours."""
     from sdpo_lite.models import default_model_name
+    from sdpo_lite.platform import memory_limit_bytes
 
     if task not in TASK_OVERRIDES:
         raise ValueError(f"no profiles for task {task!r}; known: {sorted(TASK_OVERRIDES)} (add it to TASK_OVERRIDES)")
     if name is None:
         model = default_model_name()
         name = "tiny" if model == "tiny" else "cpu" if model == "smollm2-135m" else "gpu"
+        if name == "cpu" and (memory_limit_bytes() or LOW_MEMORY_BYTES) < LOW_MEMORY_BYTES:
+            name = "lowmem"
         if name == "gpu":
             overrides.setdefault("model_name", model)
     if name not in PROFILES:
@@ -168,6 +185,11 @@ def train_run(label: str, profile: Profile, reward_funcs, *, sdpo: SDPOConfig | 
 
     start = time.perf_counter()
     model, tok = model_and_tokenizer or load_model(profile.model_name)
+    if profile.lora_rank and model_and_tokenizer is None:  # the lowmem profile: adapters on a frozen base
+        from sdpo_lite.unsloth import add_lora
+
+        model = add_lora(model, profile.lora_rank)
+        grpo_overrides.setdefault("gradient_checkpointing", False)
     if dataset is None:
         dataset = to_conversational(load_task("addition", "train"))
     args = grpo_args(profile, output_dir or f"/tmp/sdpo_course/{label}", seed=seed, **grpo_overrides)

@@ -66,6 +66,29 @@ def detect_platform(environ: Mapping[str, str] | None = None) -> str:
     return "local"
 
 
+def memory_limit_bytes(environ: Mapping[str, str] | None = None, cgroup: Path = Path("/sys/fs/cgroup")) -> int | None:
+    """The memory this session may use, in bytes: the smallest of the container's cgroup limit (v2 ``memory.max``,
+    v1 ``memory/memory.limit_in_bytes``), JupyterHub's ``MEM_LIMIT`` (Binder sets it: 2 GB) and the machine's RAM.
+    None where none of them can be read. Why: a notebook that picks its run size from the hardware must not pick
+    full fine-tuning (about 3.3 GB for SmolLM2-135M) in a 2 GB Binder session, where the kernel would be killed."""
+    env = os.environ if environ is None else environ
+    limits = []
+    for path in (cgroup / "memory.max", cgroup / "memory" / "memory.limit_in_bytes"):
+        try:
+            text = path.read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit() and int(text) < 2**60:  # "max" or v1's huge number: no limit
+            limits.append(int(text))
+    if env.get("MEM_LIMIT", "").strip().isdigit():
+        limits.append(int(env["MEM_LIMIT"]))
+    try:
+        limits.append(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):  # no sysconf (Windows)
+        pass
+    return min(limits) if limits else None
+
+
 def _notebook_path(notebook_path: str | os.PathLike) -> str:
     """A notebook's path inside the repository, POSIX style (``notebooks/00_....ipynb``)."""
     path = Path(notebook_path)

@@ -26,8 +26,8 @@ from typing import Any
 
 import torch
 
-__all__ = ["LORA_TARGETS", "LoadedModel", "unsloth_status", "import_unsloth", "load_for_sdpo", "choose_optimizer",
-           "grpo_overrides", "memory_report", "trainer_base_report", "parity_profile", "teacher_preview"]
+__all__ = ["LORA_TARGETS", "LoadedModel", "unsloth_status", "import_unsloth", "load_for_sdpo", "add_lora",
+           "choose_optimizer", "grpo_overrides", "memory_report", "trainer_base_report", "parity_profile", "teacher_preview"]
 
 #: Every attention and MLP projection of a Llama/Qwen-style block: what Unsloth's examples adapt.
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -144,17 +144,21 @@ def _load_with_unsloth(name, max_seq_length, rank, alpha, why, verbose) -> Loade
 
 
 def _load_with_peft(name, precision, device, rank, alpha, why) -> LoadedModel:
-    from peft import LoraConfig, get_peft_model
-
     from sdpo_lite.models import load_model
 
     base, tokenizer = load_model(name, precision=precision, device=device, verbose=False)
-    config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=0.0, bias="none", target_modules=list(LORA_TARGETS),
-                        task_type="CAUSAL_LM")
+    return LoadedModel(add_lora(base, rank, alpha), tokenizer, "peft", why, name, rank)
+
+
+def add_lora(model, rank: int = 16, alpha: int | None = None):
+    """PEFT LoRA adapters (rank `rank`, alpha 2 x rank unless given, no dropout) on LORA_TARGETS; the base frozen."""
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(r=rank, lora_alpha=alpha or 2 * rank, lora_dropout=0.0, bias="none",
+                        target_modules=list(LORA_TARGETS), task_type="CAUSAL_LM")
     with torch.random.fork_rng(devices=[]):  # the adapters' random init from a fixed seed, as Unsloth's random_state
         torch.manual_seed(0)
-        model = get_peft_model(base, config)
-    return LoadedModel(model, tokenizer, "peft", why, name, rank)
+        return get_peft_model(model, config)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -75,3 +75,14 @@ def test_a_finished_run_frees_what_it_was_not_asked_to_keep():
     assert kept == {"records": (0, False, False), "model": (1, False, True), "all": (1, True, True)}
     with pytest.raises(ValueError, match="'records'"):
         train_run("SDPO", profile, addition_reward_rich, keep="everything")
+
+
+@pytest.mark.slow
+def test_a_lora_profile_trains_adapters_on_a_frozen_base():
+    """The lowmem profile (Binder's 2 GB): train_run puts LoRA on the fresh model; the teacher is an adapter."""
+    profile = choose_profile("tiny", steps=1, lora_rank=4)
+    run = train_run("SDPO", profile, addition_reward_rich, sdpo=SDPOConfig(distillation_topk=10), keep="model",
+                    evaluate=False, disable_tqdm=True, log_every=None, output_dir="/tmp/sdpo_course_test")
+    trainable = [n for n, p in run.model.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n for n in trainable)
+    assert run.trainer.teacher.uses_adapter and run.trainer.teacher.module is None  # no full-size teacher copy

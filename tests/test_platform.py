@@ -389,3 +389,44 @@ def test_notebooks_ask_the_platforms_for_a_gpu(path):
     assert meta.get("accelerator") == "GPU" and meta.get("colab", {}).get("gpuType") == "T4"
     kaggle = meta.get("kaggle", {})
     assert kaggle.get("isGpuEnabled") is True and kaggle.get("isInternetEnabled") is True
+
+
+# --------------------------------------------------------------------------------------------------
+# How much memory a session may use (Binder: 2 GB), which picks the low-memory profile
+# --------------------------------------------------------------------------------------------------
+
+def fake_cgroup(tmp_path, v2=None, v1=None):
+    if v2 is not None:
+        (tmp_path / "memory.max").write_text(f"{v2}\n")
+    if v1 is not None:
+        (tmp_path / "memory").mkdir()
+        (tmp_path / "memory" / "memory.limit_in_bytes").write_text(f"{v1}\n")
+    return tmp_path
+
+
+def test_memory_limit_is_the_smallest_of_cgroup_jupyterhub_and_ram(tmp_path):
+    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    assert plat.memory_limit_bytes({}, fake_cgroup(tmp_path / "none")) == ram
+    assert plat.memory_limit_bytes({"MEM_LIMIT": "2147483648"}, tmp_path / "none") == 2**31  # Binder's JupyterHub
+    (tmp_path / "v2").mkdir()
+    assert plat.memory_limit_bytes({}, fake_cgroup(tmp_path / "v2", v2=2**30)) == 2**30
+    (tmp_path / "v2max").mkdir()
+    assert plat.memory_limit_bytes({}, fake_cgroup(tmp_path / "v2max", v2="max")) == ram
+    (tmp_path / "v1").mkdir()
+    assert plat.memory_limit_bytes({"MEM_LIMIT": "3000000000"}, fake_cgroup(tmp_path / "v1", v1=2**31)) == 2**31
+    (tmp_path / "v1huge").mkdir()
+    assert plat.memory_limit_bytes({}, fake_cgroup(tmp_path / "v1huge", v1=9223372036854771712)) == ram
+
+
+def test_a_small_session_gets_the_lora_profile(monkeypatch):
+    from sdpo_lite import course
+
+    monkeypatch.setenv("SDPO_MODEL", "smollm2-135m")
+    monkeypatch.setattr(plat, "memory_limit_bytes", lambda *a, **k: 2**31)  # Binder
+    for task in ("addition", "code", "parity"):
+        profile = course.choose_profile(task=task)
+        assert profile.name == "lowmem" and profile.lora_rank, task
+    monkeypatch.setattr(plat, "memory_limit_bytes", lambda *a, **k: 24 * 2**30)
+    assert course.choose_profile().name == "cpu" and course.choose_profile().lora_rank is None
+    monkeypatch.setattr(plat, "memory_limit_bytes", lambda *a, **k: None)  # unknown: assume enough
+    assert course.choose_profile().name == "cpu"
