@@ -19,7 +19,9 @@ test: model                     ## unit tests, then every notebook under nbval (
 	@$(PY) scripts/timed.py "unit tests" -- $(PY) -m pytest -q -p no:cacheprovider tests
 	@$(PY) scripts/timed.py "notebooks (nbval)" -- $(PY) -m pytest -q -p no:cacheprovider --nbval --nbval-current-env --nbval-sanitize-with notebooks/nbval_sanitize.cfg notebooks
 
-rehearse: setup                 ## Colab, Kaggle and Binder rehearsed on this CPU (about 90 min; see scripts/rehearse.py)
+rehearse: setup                 ## every pin has a wheel for Colab's/Kaggle's Python; then Colab, Kaggle, Binder rehearsed
+	@$(PY) scripts/check_wheels.py --python-version 3.13
+	@$(PY) scripts/check_wheels.py --python-version 3.12
 	@$(PY) scripts/rehearse.py colab kaggle binder
 
 lab: model                      ## JupyterLab on the course

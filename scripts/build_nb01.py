@@ -41,7 +41,7 @@ models) from the same starting weights, and look inside a training step."""),
 from sdpo_lite import SDPOConfig
 from sdpo_lite.course import choose_profile
 
-PROFILE = None  # None: chosen from the hardware ("cpu", "gpu", "tiny"); or set one by name
+PROFILE = None  # None: chosen from the hardware ("cpu", "lowmem", "gpu", "tiny"); or set one by name
 profile = choose_profile(PROFILE)
 print(profile.describe())'''),
     md("""\

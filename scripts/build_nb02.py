@@ -53,7 +53,7 @@ print("Unsloth:", "in use" if unsloth else "not used", "-", unsloth_status()[1])
 from sdpo_lite import SDPOConfig
 from sdpo_lite.unsloth import parity_profile
 
-PROFILE = None  # None: chosen from the hardware ("cpu", "gpu", "tiny"); or set one by name
+PROFILE = None  # None: chosen from the hardware ("cpu", "lowmem", "gpu", "tiny"); or set one by name
 profile = parity_profile(PROFILE)
 print(profile.describe())'''),
     md("""\

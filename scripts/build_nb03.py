@@ -42,7 +42,7 @@ feedback in the teacher's prompt."""),
 from sdpo_lite import SDPOConfig
 from sdpo_lite.course import choose_profile
 
-PROFILE = None  # None: chosen from the hardware ("cpu", "gpu", "tiny"); or set one by name
+PROFILE = None  # None: chosen from the hardware ("cpu", "lowmem", "gpu", "tiny"); or set one by name
 profile = choose_profile(PROFILE, task="code")
 print(profile.describe())'''),
     md("""\

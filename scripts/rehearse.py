@@ -224,7 +224,8 @@ def rehearse(spec: Platform, notebooks: list[str], reuse: bool) -> Report:
         check = check_output(out / path.name) or {}
         report.notebooks.append({"notebook": path.name, "ok": run.ok, "seconds": round(run.seconds),
                                  "peak_mib": None if run.peak_mib is None else round(run.peak_mib),
-                                 "peak_cell": run.peak_cell, "error": run.error, "results": run.results,
+                                 "peak_cell": run.peak_cell, "marks": run.marks, "error": run.error,
+                                 "results": run.results,
                                  "kernel_end": check})
         if not run.ok:
             report.problems.append(f"{path.name}: {run.error}")

@@ -56,6 +56,7 @@ class Run:
     error: str = ""
     peak_mib: float | None = None  # the kernel's peak resident memory (VmHWM)
     peak_cell: int | None = None  # the cell during which that peak was reached
+    marks: list = field(default_factory=list)  # (cell index, high-water mark in MiB after it), every code cell
 
 
 def peak_rss_mib(pid: int) -> float | None:
@@ -71,14 +72,14 @@ def peak_rss_mib(pid: int) -> float | None:
 def track_peak_memory(client: NotebookClient, run: Run) -> None:
     """After every cell, read the kernel's high-water mark. The peak's cell is the first one that brought the mark
     within 2% of its final value (small later rises, e.g. a plot, would otherwise take the credit)."""
-    marks = []  # (cell index, high-water mark so far)
+    marks = run.marks
 
     def after_cell(cell, cell_index, **_):
         process = getattr(getattr(client.km, "provisioner", None), "process", None)
         peak = peak_rss_mib(process.pid) if process is not None else None
         if peak is None:
             return
-        marks.append((cell_index, peak))
+        marks.append((cell_index, round(peak)))
         run.peak_mib = peak
         run.peak_cell = next(i for i, mark in marks if mark >= 0.98 * peak)
 

@@ -51,7 +51,7 @@ from sdpo_lite.supported import (grpo_args_of, load_balancing_loss, recording_ro
 from sdpo_lite.teacher import Teacher, backbone_hidden_states, causal_lm_of
 
 logger = logging.getLogger(__name__)
-trl_cpu.install()  # TRL 1.15's fused LM head needs Triton; without it (CPU) we supply a PyTorch version
+trl_cpu.install()  # TRL 1.15's fused LM head is a Triton kernel: CPU tensors get a PyTorch version
 
 TEACHER_FILE = "sdpo_teacher.safetensors"  # the teacher's state inside each checkpoint folder
 GENUINE_COPY = "trl.trainer._sdpo_genuine_grpo"  # where a private copy of TRL's module lives, when one is needed

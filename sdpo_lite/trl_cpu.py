@@ -1,11 +1,14 @@
-"""Make TRL 1.15's fused LM head run without Triton (CPU machines, laptops, CI).
+"""Make TRL 1.15's fused LM head run on the CPU (CPU machines, laptops, CI, Colab's and Kaggle's CPU runtimes).
 
-TRL 1.15's GRPOTrainer computes per-token log-probs with a fused LM head whose kernel is written in Triton.
-PyTorch's CPU wheels ship no Triton, so there `trl.trainer.utils._ChunkedLogProbFunction` is None and the first
-training step fails with "'NoneType' object has no attribute 'apply'". We fill that one empty slot with the same
-computation in plain PyTorch: rows of hidden states are projected through the LM head a chunk at a time inside an
-activation checkpoint, so the (tokens x vocabulary) logits never exist for the whole batch, as in the kernel.
-Nothing is replaced where Triton is available.
+TRL 1.15's GRPOTrainer computes per-token log-probs with a fused LM head whose kernel is written in Triton. It
+fails on the CPU in two ways:
+* PyTorch's CPU wheels ship no Triton: `trl.trainer.utils._ChunkedLogProbFunction` is None and the first training
+  step fails with "'NoneType' object has no attribute 'apply'";
+* a CUDA build of torch (PyPI's default on Linux, the torch of Colab's and Kaggle's images) brings Triton, but on
+  a machine or runtime without a GPU Triton has no driver: "0 active drivers ([]). There should only be one."
+So we route by device: tensors on a GPU go to TRL's Triton kernel, unchanged; CPU tensors get the same computation
+in plain PyTorch: rows of hidden states are projected through the LM head a chunk at a time inside an activation
+checkpoint, so the (tokens x vocabulary) logits never exist for the whole batch, as in the kernel.
 """
 from __future__ import annotations
 
@@ -53,10 +56,23 @@ class TorchChunkedLogProb:
         return tuple(None if p[0] is None else torch.cat(p) for p in zip(*parts))
 
 
-def install() -> bool:
-    """Fill TRL's empty kernel slot when Triton is missing. Returns True when the fallback is in use."""
+class ByDevice:
+    """TRL's kernel for GPU tensors, `TorchChunkedLogProb` for the rest; `kernel` None: no Triton at all."""
+
+    def __init__(self, kernel):
+        self.kernel = kernel
+
+    def apply(self, hidden, *args, **kwargs):
+        if self.kernel is not None and hidden.is_cuda:
+            return self.kernel.apply(hidden, *args, **kwargs)
+        return TorchChunkedLogProb.apply(hidden, *args, **kwargs)
+
+
+def install() -> ByDevice:
+    """Route TRL's fused LM head by device (idempotent). Returns the router now in TRL's slot."""
     import trl.trainer.utils as trl_utils
 
-    if getattr(trl_utils, "_ChunkedLogProbFunction", None) is None:
-        trl_utils._ChunkedLogProbFunction = TorchChunkedLogProb
-    return trl_utils._ChunkedLogProbFunction is TorchChunkedLogProb
+    current = getattr(trl_utils, "_ChunkedLogProbFunction", None)
+    if not isinstance(current, ByDevice):
+        trl_utils._ChunkedLogProbFunction = ByDevice(current)
+    return trl_utils._ChunkedLogProbFunction

@@ -1,4 +1,7 @@
 """The PyTorch stand-in for TRL 1.15's Triton-only fused LM head: same numbers, same gradients."""
+from types import SimpleNamespace
+
+import pytest
 import torch
 
 from sdpo_lite.trl_cpu import ROWS_PER_CHUNK, TorchChunkedLogProb, install
@@ -22,11 +25,29 @@ def test_matches_a_plain_log_softmax():
     torch.testing.assert_close(g, g_ref)
 
 
-def test_install_fills_only_an_empty_slot():
+def test_install_routes_by_device():
+    """CPU tensors never reach Triton: with a CUDA build of torch on a machine without a GPU (Colab's CPU runtime)
+    Triton is installed but has no driver, and TRL's kernel raises "0 active drivers"."""
     import trl.trainer.utils as trl_utils
 
-    before = trl_utils._ChunkedLogProbFunction
-    in_use = install()
-    assert in_use == (trl_utils._ChunkedLogProbFunction is TorchChunkedLogProb)
-    if before is not None and before is not TorchChunkedLogProb:  # Triton present: TRL's kernel stays
-        assert trl_utils._ChunkedLogProbFunction is before
+    from sdpo_lite.trl_cpu import ByDevice
+
+    router = install()
+    assert isinstance(router, ByDevice) and trl_utils._ChunkedLogProbFunction is router
+    assert install() is router  # idempotent: never a router around a router
+    calls = []
+
+    class Triton:  # what TRL's kernel looks like where Triton is installed
+        @staticmethod
+        def apply(*args, **kwargs):
+            calls.append(args[0].device.type)
+            raise RuntimeError("0 active drivers ([]). There should only be one.")
+
+    hidden, weight, targets = torch.randn(5, 4), torch.randn(7, 4), torch.randint(0, 7, (5,))
+    logp = ByDevice(Triton).apply(hidden, weight, None, targets, 1.0, 4096)[0]
+    assert calls == [] and logp.shape == (5,)
+    torch.testing.assert_close(logp, torch.log_softmax(hidden @ weight.T, -1).gather(-1, targets[:, None])[:, 0])
+    on_gpu = SimpleNamespace(is_cuda=True, device=torch.device("cuda"))  # stands for a CUDA tensor
+    with pytest.raises(RuntimeError, match="active drivers"):
+        ByDevice(Triton).apply(on_gpu, weight, None, targets, 1.0, 4096)
+    assert calls == ["cuda"]  # a GPU tensor goes to TRL's kernel, unchanged
