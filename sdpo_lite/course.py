@@ -189,7 +189,6 @@ def train_run(label: str, profile: Profile, reward_funcs, *, sdpo: SDPOConfig | 
         from sdpo_lite.unsloth import add_lora
 
         model = add_lora(model, profile.lora_rank)
-        grpo_overrides.setdefault("gradient_checkpointing", False)
     if dataset is None:
         dataset = to_conversational(load_task("addition", "train"))
     args = grpo_args(profile, output_dir or f"/tmp/sdpo_course/{label}", seed=seed, **grpo_overrides)

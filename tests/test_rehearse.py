@@ -63,3 +63,15 @@ def test_the_check_cell_runs(capfd):
     import numpy
 
     assert report["gpus"] == "0" and report["imported"]["numpy"] == numpy.__version__
+
+
+def test_a_partial_rerun_replaces_only_its_notebooks():
+    def entry(name, ok, date):
+        return {"notebook": name, "ok": ok, "problems": [] if ok else ["boom"], "date": date}
+
+    recorded = {"problems": [], "notebooks": [entry("00.ipynb", True, "d1"), entry("01.ipynb", False, "d1")]}
+    rerun = {"problems": [], "notebooks": [entry("01.ipynb", True, "d2")]}
+    assert rehearse.all_problems(recorded) == ["01.ipynb: boom"]
+    both = rehearse.merged(recorded, rerun)
+    assert [(nb["notebook"], nb["date"]) for nb in both["notebooks"]] == [("00.ipynb", "d1"), ("01.ipynb", "d2")]
+    assert rehearse.all_problems(both) == []

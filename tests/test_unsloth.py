@@ -144,7 +144,9 @@ def test_grpo_overrides_are_valid_grpo_arguments():
 
     overrides = su.grpo_overrides()
     args = GRPOConfig(output_dir="/tmp/sdpo_overrides", use_cpu=True, bf16=False, report_to=[], **overrides)
-    assert args.optim == "adamw_torch" and args.gradient_checkpointing is False
+    assert args.optim == "adamw_torch" and args.gradient_checkpointing is True  # TRL's default: the memory saver
+    on_unsloth = su.grpo_overrides(su.LoadedModel(None, None, "unsloth", "test", "m", 16))
+    assert on_unsloth["gradient_checkpointing"] is False  # Unsloth's own checkpointing stays in charge
 
 
 def test_memory_report_on_cpu(capsys):
