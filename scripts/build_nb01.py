@@ -135,7 +135,7 @@ print(before)
 record_result("heldout_before", round(before.accuracy, 4))
 del model  # every run below loads the same starting weights afresh'''),
     md("""\
-## 6. Train: SDPO, GRPO and the blend, from the same weights
+## 6. Train: GRPO, the blend and SDPO, from the same weights
 
 Three runs with the same number of steps, prompts and generations (`profile` above). SDPO uses the rich feedback;
 GRPO only sees the scores (feedback changes nothing for it). All three use the learning rate that was best for
@@ -146,16 +146,16 @@ The training logs are hidden; the figure below is made from them."""),
 # NBVAL_IGNORE_OUTPUT
 from sdpo_lite.course import train_run
 
-sdpo_run = train_run("SDPO", profile, addition_reward_rich, learning_rate=profile.sdpo_learning_rate,
-                     sdpo=SDPOConfig(alpha=0.5, distillation_topk=100, ema_tau=0.05), disable_tqdm=True,
-                     keep="model")  # section 8 looks inside this model and its teacher; the others keep records only'''),
-    code('''\
-# NBVAL_IGNORE_OUTPUT
 grpo_run = train_run("GRPO", profile, addition_reward, sdpo=SDPOConfig(enabled=False), disable_tqdm=True)'''),
     code('''\
 # NBVAL_IGNORE_OUTPUT
 blend_run = train_run(f"blend (lambda={profile.blend_weight})", profile, addition_reward_rich, disable_tqdm=True,
                       sdpo=SDPOConfig(grpo_weight=profile.blend_weight, alpha=0.5, distillation_topk=100))'''),
+    code('''\
+# NBVAL_IGNORE_OUTPUT
+sdpo_run = train_run("SDPO", profile, addition_reward_rich, learning_rate=profile.sdpo_learning_rate,
+                     sdpo=SDPOConfig(alpha=0.5, distillation_topk=100, ema_tau=0.05), disable_tqdm=True,
+                     keep="model")  # section 8 looks inside it; trained last, so no other model shares memory with it'''),
     md("""\
 ## 7. What happened"""),
     code('''\

@@ -188,14 +188,14 @@ Two SDPO runs from the same starting weights, the same tasks, steps and seed. Th
 from sdpo_lite.course import train_run
 
 del model  # each run loads the same starting weights afresh
-fb_run = train_run("SDPO + feedback", profile, code_execution_reward, dataset=train, eval_task="code",
-                   sdpo=SDPOConfig(include_feedback=True), learning_rate=profile.sdpo_learning_rate, disable_tqdm=True,
-                   keep="model")  # section 6 looks inside this model and its teacher; the other keeps records only'''),
-    code('''\
-# NBVAL_IGNORE_OUTPUT
 nofb_run = train_run("SDPO, no feedback", profile, code_execution_reward, dataset=train, eval_task="code",
                      sdpo=SDPOConfig(include_feedback=False), learning_rate=profile.sdpo_learning_rate,
                      disable_tqdm=True)'''),
+    code('''\
+# NBVAL_IGNORE_OUTPUT
+fb_run = train_run("SDPO + feedback", profile, code_execution_reward, dataset=train, eval_task="code",
+                   sdpo=SDPOConfig(include_feedback=True), learning_rate=profile.sdpo_learning_rate, disable_tqdm=True,
+                   keep="model")  # section 6 looks inside it; trained last, so no other model shares memory with it'''),
     code('''\
 # NBVAL_IGNORE_OUTPUT
 from sdpo_lite.course import plot_comparison, summarise_runs

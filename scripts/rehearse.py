@@ -45,7 +45,10 @@ from run_notebooks import memory, run_notebook  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 WORK = REPO / ".rehearsal"
-BINDER_LIMIT_MIB = 2048  # mybinder.org: 2 GB per session (its documentation), the kernel included
+# mybinder.org: a session's limit is "2G" (Kubernetes: 2 * 10**9 bytes, 1907 MiB), for the kernel and the Jupyter
+# server together. The rehearsal runs no server, so a kernel must stay under 1792 MiB (115 MiB left for the server).
+BINDER_LIMIT_BYTES = 2 * 10**9
+BINDER_KERNEL_MIB = 1792
 KEPT = ("torch", "numpy", "ipywidgets")  # the platform's own: the setup cell must never change them
 
 
@@ -95,10 +98,12 @@ KAGGLE = Platform(
 BINDER = Platform(
     "binder", "3.11", [],
     {"BINDER_LAUNCH_HOST": "https://mybinder.org/", "BINDER_REQUEST": "v2/gh/sdpo-course/sdpo-course/HEAD",
-     "MEM_LIMIT": str(BINDER_LIMIT_MIB * 2**20)},  # JupyterHub's MEM_LIMIT: what the notebooks size their runs by
+     "MEM_LIMIT": str(BINDER_LIMIT_BYTES)},  # JupyterHub's MEM_LIMIT: what the notebooks size their runs by
     "binder/environment.yml (pip section) + binder/postBuild, as repo2docker runs them",
     ["pip into a virtualenv instead of conda (repo2docker's conda step only provides Python 3.11 and pip)",
-     "the 2 GB ceiling checked as each notebook's kernel peak memory, not enforced by a cgroup"])
+     "torch 2.13.0+cpu from this machine's wheel store: the PyTorch CPU index environment.yml names is unreachable",
+     "the 2 GB ceiling checked as each notebook's kernel peak memory (at most 1792 MiB, leaving 115 MiB of the "
+     "2 * 10**9 bytes for the Jupyter server), not enforced by a cgroup"])
 
 PLATFORMS = {p.name: p for p in (COLAB, KAGGLE, BINDER)}
 
@@ -170,6 +175,29 @@ def kernelspec(py: Path, root: Path, env: dict[str, str]) -> Path:
     return root / "jupyter"
 
 
+def unsloth_resolve(py: Path, root: Path) -> dict:
+    """What notebook 02's setup cell would install on a CUDA GPU: the pins plus torchao and unsloth, resolved with
+    pip --dry-run under the platform's kept versions. Unsloth cannot run here (it needs a GPU); this proves at least
+    that pip finds a consistent set without touching the platform's torch."""
+    sys.path.insert(0, str(REPO / "scripts"))
+    from install_env import read_platform_pins
+    from notebook_cells import KEEP, RUNTIME
+
+    have = versions(py, KEEP)
+    constraints = root / "keep.txt"
+    constraints.write_text("".join(f"{n}=={v}\n" for n, v in have.items() if v))
+    pins = [p for p in (REPO / "requirements.txt").read_text().split() if p.split("==")[0] in RUNTIME]
+    pins += read_platform_pins()
+    report = root / "unsloth-resolve.json"
+    done = subprocess.run([py, "-m", "pip", "install", "--dry-run", "-q", "--disable-pip-version-check", "-c",
+                           constraints, "--report", report, *pins], capture_output=True, text=True, check=False)
+    if done.returncode:
+        return {"ok": False, "error": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "pip failed"}
+    install = json.loads(report.read_text())["install"]
+    return {"ok": True, "pins": pins, "kept": have,
+            "would_install": sorted(f"{i['metadata']['name']}=={i['metadata']['version']}" for i in install)}
+
+
 def committed_clone(root: Path) -> Path:
     """What a learner's setup cell clones: this checkout's committed HEAD (uncommitted work is not rehearsed)."""
     target = root / "origin"
@@ -190,6 +218,7 @@ class Report:
     substitutions: list[str]
     packages_before: dict
     packages_after: dict
+    unsloth_dry_run: dict = field(default_factory=dict)  # notebook 02's GPU install, resolved only
     notebooks: list[dict] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
@@ -227,8 +256,9 @@ def rehearse(spec: Platform, notebooks: list[str], reuse: bool) -> Report:
         problems = []
         if not run.ok:
             problems.append(run.error)
-        if binder and (run.peak_mib or 0) > BINDER_LIMIT_MIB:
-            problems.append(f"peak memory {memory(run)} is over Binder's 2 GB")
+        if binder and (run.peak_mib or 0) > BINDER_KERNEL_MIB:
+            problems.append(f"peak memory {memory(run)} is over the kernel's share of Binder's 2 GB "
+                            f"({BINDER_KERNEL_MIB} MiB)")
         if run.ok and check.get("gpus") != want_gpus:
             problems.append(f"the kernel ended with CUDA_VISIBLE_DEVICES={check.get('gpus')!r}")
         imported = {n: v for n, v in check.get("imported", {}).items() if v is not None}
@@ -240,6 +270,10 @@ def rehearse(spec: Platform, notebooks: list[str], reuse: bool) -> Report:
                                  "peak_cell": run.peak_cell, "marks": run.marks, "problems": problems,
                                  "results": run.results, "kernel_end": check, "commit": commit,
                                  "date": report.date, "fresh_venv": not reuse})
+    if not binder:
+        report.unsloth_dry_run = unsloth_resolve(py, root)
+        if not report.unsloth_dry_run["ok"]:
+            report.problems.append(f"notebook 02's GPU install does not resolve: {report.unsloth_dry_run['error']}")
     report.packages_after = versions(py)
     if spec.name != "binder" and report.packages_after != before:
         report.problems.append(f"the platform's own packages changed: {before} -> {report.packages_after}")
@@ -293,6 +327,8 @@ def print_report(report: dict) -> None:
     for sub in report["substitutions"]:
         print("substitution:", sub)
     print("kept by the platform:", report["packages_before"], "->", report["packages_after"])
+    if report.get("unsloth_dry_run", {}).get("ok"):
+        print("notebook 02 on a GPU would add (pip --dry-run):", *report["unsloth_dry_run"]["would_install"])
     for nb in report["notebooks"]:
         peak = "?" if nb["peak_mib"] is None else f"{nb['peak_mib'] / 1024:.2f} GiB (cell {nb['peak_cell']})"
         print(f"  {nb['notebook']:34} {'ok' if nb['ok'] else 'FAILED':6} {nb['seconds']:>5} s  peak {peak}  "

@@ -47,7 +47,7 @@ def test_train_run_and_reports(capsys):
     assert len(sdpo.history) == 2 and 0.0 <= sdpo.accuracy <= 1.0 and sdpo.seconds > 0
     assert sdpo.series("sdpo/frac_with_teacher") == [1.0, 1.0]  # rich feedback gives every rollout a teacher
     summarise_runs([sdpo, grpo], before=0.0)
-    print_rollouts(sdpo.trainer.last_rollouts, limit=2)
+    print_rollouts(sdpo.rollouts, limit=2)
     out = capsys.readouterr().out
     assert "heldout_after_sdpo" in out and "teacher read:" in out and "Wrong:" in out
     fig = plot_comparison([sdpo, grpo], before=0.0)
