@@ -179,7 +179,6 @@ def unsloth_resolve(py: Path, root: Path) -> dict:
     """What notebook 02's setup cell would install on a CUDA GPU: the pins plus torchao and unsloth, resolved with
     pip --dry-run under the platform's kept versions. Unsloth cannot run here (it needs a GPU); this proves at least
     that pip finds a consistent set without touching the platform's torch."""
-    sys.path.insert(0, str(REPO / "scripts"))
     from install_env import read_platform_pins
     from notebook_cells import KEEP, RUNTIME
 
@@ -229,8 +228,8 @@ def rehearse(spec: Platform, notebooks: list[str], reuse: bool) -> Report:
     start = time.perf_counter()
     py = build_venv(spec, root, reuse)
     before = versions(py)
-    print(f"{spec.name}: Python {sh(py, '-c', 'import platform; print(platform.python_version())', quiet=True).strip()}"
-          f", {before} ({time.perf_counter() - start:.0f} s to build)")
+    python = sh(py, "-c", "import platform; print(platform.python_version())", quiet=True).strip()
+    print(f"{spec.name}: Python {python}, {before} ({time.perf_counter() - start:.0f} s to build)")
     env = dict(spec.env, HF_HUB_OFFLINE="1", SDPO_CACHE=str(root / "cache"), PYTHONUNBUFFERED="1",
                TOKENIZERS_PARALLELISM="false", MPLBACKEND="module://matplotlib_inline.backend_inline")
     content = root / "content"  # Colab's /content: the notebook is not inside a checkout
@@ -241,7 +240,6 @@ def rehearse(spec: Platform, notebooks: list[str], reuse: bool) -> Report:
         env["SDPO_COURSE_REPO"] = str(committed_clone(root))
     jupyter_path = kernelspec(py, root, env)
     paths = sorted(p for p in (REPO / "notebooks").glob("*.ipynb") if not notebooks or p.name[:2] in notebooks)
-    python = sh(py, "-c", "import platform; print(platform.python_version())", quiet=True).strip()
     commit = sh("git", "rev-parse", "--short", "HEAD", cwd=REPO, quiet=True).strip()
     report = Report(spec.name, time.strftime("%Y-%m-%d"), python, spec.source, spec.substitutions, before, {})
     os.environ["JUPYTER_PATH"] = str(jupyter_path)

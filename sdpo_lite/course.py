@@ -228,8 +228,7 @@ def free_training_state(trainer) -> None:
     trainer.accelerator.free_memory()  # accelerate's own list of prepared models/optimisers/schedulers
     trainer.optimizer = trainer.lr_scheduler = None
     trainer.callback_handler.optimizer = trainer.callback_handler.lr_scheduler = None
-    trainer.model.zero_grad(set_to_none=True)
-    release_memory()
+    trainer.model.zero_grad(set_to_none=True)  # (accelerate's free_memory has just run the garbage collector)
 
 
 def release_memory() -> None:
