@@ -4,7 +4,7 @@ export PYTHONUNBUFFERED := 1
 export HF_HUB_DISABLE_TELEMETRY := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup model run test unit-test nb-test lab clean rehearse
+.PHONY: setup model run test unit-test nb-test lab clean rehearse notebooks
 
 setup:                          ## create .venv with the pinned environment (idempotent)
 	@python3 scripts/install_env.py
@@ -23,6 +23,9 @@ rehearse: setup                 ## every pin has a wheel for Colab's/Kaggle's Py
 	@$(PY) scripts/check_wheels.py --python-version 3.13
 	@$(PY) scripts/check_wheels.py --python-version 3.12
 	@$(PY) scripts/rehearse.py colab kaggle binder
+
+notebooks: model                ## notebooks/src/*.py -> notebooks/*.ipynb; runs the ones whose code changed
+	@$(PY) scripts/build_notebooks.py --execute
 
 lab: model                      ## JupyterLab on the course
 	@.venv/bin/jupyter lab notebooks

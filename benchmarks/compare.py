@@ -21,7 +21,8 @@ from pathlib import Path
 
 def make_method(name: str, a):
     from sdpo_lite import SDPOConfig
-    from sdpo_lite.rewards import addition_reward, addition_reward_reply, addition_reward_rich, code_execution_reward
+    from sdpo_lite.course.rewards import (addition_reward, addition_reward_reply, addition_reward_rich,
+                                          code_execution_reward)
 
     if a.task == "code":  # one reward: the sandboxed tests, with their feedback
         reward = plain = code_execution_reward
@@ -36,7 +37,7 @@ def make_method(name: str, a):
     if name == "sdpo-nofeedback":  # teachers only from successful peers
         return SDPOConfig(include_feedback=False, **common), reward
     if name == "blend":
-        return SDPOConfig(grpo_weight=a.lam, **common), reward
+        return SDPOConfig(grpo_weight=a.grpo_weight, **common), reward
     raise ValueError(name)
 
 
@@ -62,16 +63,16 @@ def main():
     ap.add_argument("--topk", type=int, default=100)
     ap.add_argument("--ema", type=float, default=0.05)
     ap.add_argument("--teacher", default="ema")
-    ap.add_argument("--lam", type=float, default=0.5, help="grpo_weight of the blend")
+    ap.add_argument("--grpo-weight", "--lam", type=float, default=0.5, help="SDPOConfig.grpo_weight (lambda) of the blend")
     ap.add_argument("--reward", choices=["rich", "reply", "plain"], default="rich")
     ap.add_argument("--target", type=float, default=0.5, help="training success rate for 'steps to reach'")
     ap.add_argument("--json", type=Path)
     a = ap.parse_args()
 
-    from sdpo_lite.course import choose_profile, train_run
-    from sdpo_lite.data import load_task, to_conversational
-    from sdpo_lite.evaluate import accuracy
-    from sdpo_lite.models import load_model
+    from sdpo_lite.course.recipes import choose_profile, train_run
+    from sdpo_lite.course.tasks import load_task, to_conversational
+    from sdpo_lite.course.evaluate import accuracy
+    from sdpo_lite.course.models import load_model
 
     profile = choose_profile(a.profile, task=a.task, **({"steps": a.steps} if a.steps else {}))
     print(profile.describe(), flush=True)
@@ -103,7 +104,7 @@ def main():
                 if a.json:
                     a.json.write_text(json.dumps({"args": vars(a) | {"json": str(a.json)}, "profile": profile.describe(),
                                                   "rows": rows}, indent=1))
-    print(f"\n{profile.describe()}; task {a.task}; reward: {a.reward if a.task == 'addition' else 'code tests'}; alpha {a.alpha}, top-{a.topk}, EMA {a.ema}, blend lambda {a.lam}\n")
+    print(f"\n{profile.describe()}; task {a.task}; reward: {a.reward if a.task == 'addition' else 'code tests'}; alpha {a.alpha}, top-{a.topk}, EMA {a.ema}, blend lambda {a.grpo_weight}\n")
     print("| method | lr | held-out before | held-out after (mean, min-max over seeds) | train success, last 5 steps "
           f"| steps to {a.target:.0%} train success | rollouts with a teacher |")
     print("|---|---|---|---|---|---|---|")

@@ -12,7 +12,7 @@ import argparse
 import torch
 from transformers import AutoModelForCausalLM, Qwen2Config
 
-from sdpo_lite.models import load_model
+from sdpo_lite.course.models import load_model
 
 ap = argparse.ArgumentParser()
 ap.add_argument("out")

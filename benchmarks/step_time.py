@@ -39,11 +39,11 @@ def run_one(name: str, model_name: str, tokens: int, steps: int, batch: int = 16
     from transformers import TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
-    from sdpo_lite import trl_cpu
-    from sdpo_lite.data import load_task, to_conversational
-    from sdpo_lite.models import load_model, precision_flags
+    from sdpo_lite import compat
+    from sdpo_lite.course.tasks import load_task, to_conversational
+    from sdpo_lite.course.models import load_model, precision_flags
 
-    trl_cpu.install()  # TRL 1.15's fused LM head needs Triton; on CPU all three trainers use the PyTorch version
+    compat.install_cpu_lm_head()  # TRL 1.15's fused LM head needs Triton; on CPU all three trainers use PyTorch's
     torch.manual_seed(0)
     model, tok = load_model(model_name)
     dataset = to_conversational(load_task("addition", "train"))

@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from sdpo_lite.sandbox import run_batch  # noqa: E402
+from sdpo_lite.course.sandbox import run_batch  # noqa: E402
 
 OUT = ROOT / "data" / "code"
 

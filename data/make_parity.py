@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from sdpo_lite.data import render_jsonl as render, write_splits  # noqa: E402,F401 (render: the tests compare with it)
+from sdpo_lite.course.tasks import render_jsonl as render, write_splits  # noqa: E402,F401 (render: the tests compare with it)
 
 SEED = 2026
 N_TRAIN = 64

@@ -1,10 +1,10 @@
 """Cells that every course notebook shares: the setup cell (first code cell) and the badges line.
 
-The notebook builders (``scripts/build_nb*.py``) and ``scripts/sync_setup_cells.py`` import from here, and
+``scripts/build_notebooks.py`` and ``scripts/sync_setup_cells.py`` import from here, and
 ``tests/test_platform.py`` checks that every notebook's first code cell is exactly ``setup_cell_source()``.
 
 The setup cell runs *before* ``sdpo_lite`` is importable on Colab/Kaggle, so it detects the platform inline
-(the same rule as ``sdpo_lite.platform.detect_platform``). The repository URL is written into it here, at
+(the same rule as ``sdpo_lite.course.platform.detect_platform``). The repository URL is written into it here, at
 generation time, from its one home: ``[project.urls] Repository`` in ``pyproject.toml``.
 
 What it does:
@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from sdpo_lite.platform import COLAB_VARS, KAGGLE_VARS, badge_markdown, repo_url  # noqa: E402
+from sdpo_lite.course.platform import COLAB_VARS, KAGGLE_VARS, badge_markdown, repo_url  # noqa: E402
 
 # Installed from the repository's requirements.txt on Colab/Kaggle. Not torch, numpy, pillow, ipywidgets:
 # the platform ships (and has usually imported) them; upgrading them would need a runtime restart. Also from
@@ -128,20 +128,3 @@ def with_badges(markdown: str, notebook: str | Path) -> str:
     """``markdown`` ending with the notebook's badges line (replacing an old one: idempotent)."""
     text = BADGES_LINE.sub("", markdown).rstrip()
     return f"{text}\n\n{badges_line(notebook)}"
-
-
-def write_notebook(cells, path: Path, prefix: str) -> Path:
-    """Write a course notebook (without outputs): stable cell ids (`<prefix>-00`, ...) so a rebuild diffs cleanly."""
-    import nbformat
-    from nbformat.v4 import new_notebook
-
-    nb = new_notebook(cells=cells)
-    for i, cell in enumerate(nb.cells):
-        cell.id = f"{prefix}-{i:02d}"
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
-    nb.metadata["language_info"] = {"name": "python"}
-    nb.metadata.update(PLATFORM_METADATA)
-    path.parent.mkdir(exist_ok=True)
-    nbformat.write(nb, path)
-    print(f"wrote {path}")
-    return path

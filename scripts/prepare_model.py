@@ -3,7 +3,7 @@
 into a normal checkpoint in the cache (a second run finds it there and returns in about a second)."""
 import time
 
-from sdpo_lite.models import load_model
+from sdpo_lite.course.models import load_model
 
 t0 = time.perf_counter()
 model, _ = load_model("smollm2-135m")

@@ -9,7 +9,7 @@ For each notebook ``<name>.ipynb`` this writes
 
 * ``outputs/<name>.ipynb``             the executed notebook (also when a cell failed: see where),
 * ``outputs/figures/<name>-<n>.png``   every PNG figure, numbered in order,
-* ``outputs/<name>.results.json``      what the notebook passed to ``sdpo_lite.evaluate.record_result``
+* ``outputs/<name>.results.json``      what the notebook passed to ``sdpo_lite.course.evaluate.record_result``
                                        (the kernel finds the file through ``$SDPO_RESULTS``),
 
 and finally prints one table: notebook, ok/FAILED, wall time, the kernel's peak memory (resident set, read from

@@ -13,7 +13,7 @@ For each notebook it changes exactly three things and nothing else (outputs, ids
   existing badges line is replaced, so running this twice changes nothing);
 * the notebook **metadata** that asks Colab and Kaggle for a GPU runtime (``notebook_cells.PLATFORM_METADATA``).
 
-Run it after a notebook builder (``scripts/build_nb*.py``), before executing the notebook.
+``scripts/build_notebooks.py`` runs it on every notebook it builds; run it alone after changing the repository URL.
 """
 from __future__ import annotations
 

@@ -33,6 +33,13 @@ class RolloutRecord:
     completion_ids: list = field(default_factory=list)
     teacher_truncated: bool = False
 
+    @property
+    def teacher_kind(self) -> str:
+        """What its teacher was shown: "demo + feedback", "demo", "feedback" or "no teacher"."""
+        if self.demo_used and self.feedback_used:
+            return "demo + feedback"
+        return "demo" if self.demo_used else "feedback" if self.feedback_used else "no teacher"
+
 
 # ----------------------------------------------------------------------------------------------------------------
 # Who gets which demonstration
@@ -72,6 +79,23 @@ def strip_thinking(text: str, tag: str | None = "think") -> tuple[str, bool]:
         return text, False
     stripped = re.sub(rf"<{tag}>.*?</{tag}>", "", text, flags=re.DOTALL)
     return stripped.strip(), stripped != text
+
+
+def split_thinking(text: str, tag: str = "think") -> tuple[str | None, str | None]:
+    """``(thinking, answer)`` of a completion: the text inside the last ``<tag>...</tag>`` and the text after it.
+
+    No tags at all: ``(None, text)``, the whole text is the answer. An opened tag that is never closed (the model
+    ran out of tokens while thinking): ``(rest, None)``, there is no answer yet.
+    """
+    text = text or ""
+    close = f"</{tag}>"
+    if close in text:
+        before, answer = text.rsplit(close, 1)
+        return before.rsplit(f"<{tag}>", 1)[-1], answer
+    if f"<{tag}>" in text:
+        return text.rsplit(f"<{tag}>", 1)[1], None
+    return None, text
+
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -162,6 +186,23 @@ def plan_teachers(prompts, demos, feedbacks, config: SDPOConfig, *, groups, scor
                 plan.update(teacher_message=message, spans=spans, demo_used=demo is not None, feedback_used=use_fb)
         plans.append(plan)
     return plans
+
+
+def teacher_prompt_texts(prompts, plans, tokenizer, chat_template_kwargs=None) -> list[str | None]:
+    """Each plan's teacher prompt as the model reads it (chat template applied); None where a rollout has no teacher."""
+    return [render_teacher_prompt(prompt, plan["teacher_message"], tokenizer, chat_template_kwargs)
+            if plan["teacher_message"] else None for prompt, plan in zip(prompts, plans)]
+
+
+def rollout_records(plans, teacher_prompts, *, prompts, completions, scores, feedback, groups,
+                    completion_ids=None, teacher_truncated=None) -> list[RolloutRecord]:
+    """One RolloutRecord per rollout: what it wrote, how it scored, and what its teacher read (all lists aligned)."""
+    n = len(plans)
+    completion_ids = completion_ids or [[] for _ in range(n)]
+    teacher_truncated = teacher_truncated or [False] * n
+    return [RolloutRecord(prompt=prompts[i], completion=completions[i], score=scores[i], feedback=feedback[i],
+                          group=groups[i], teacher_prompt=teacher_prompts[i], completion_ids=completion_ids[i],
+                          teacher_truncated=teacher_truncated[i], **plans[i]) for i in range(n)]
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -1,269 +1,132 @@
-"""Reward functions that return a score *and* feedback, ready for TRL's ``reward_funcs``.
+"""The reward contract: what a reward function hands SDPOTrainer, checked, with errors that name the fix.
 
-SDPO learns from feedback: the teacher sees "Test failed: add(1, 2) expected 3, got 0", not just
-0.0. So each function here returns, per completion, ``{"score": float, "feedback": str}``. The
-SDPO trainer unwraps these (scores go to TRL, feedback goes to the teacher prompt).
+SDPO learns from feedback, so a reward function keeps TRL's signature and may return, per completion:
+    a float (or int)                      a score, as for GRPO
+    None                                  unscorable (TRL averages over the other reward functions)
+    {"score": float, "feedback": str}     a score and the text the self-teacher reads ("Test failed: ...")
+The trainer wraps every reward function with `capture_feedback`: TRL receives plain scores, and the feedback
+strings stay with their rollouts until `reprompt` puts them into the teacher prompts.
 
-TRL calls a reward function as ``f(prompts=..., completions=..., completion_ids=...,
-**dataset_columns, trainer_state=..., log_extra=..., log_metric=...)``: every dataset column arrives
-as a list with one entry per completion, and there are extra keyword arguments we do not need,
-hence ``**kwargs`` everywhere. Completions are strings for plain-text datasets and lists of chat
-messages (``[{"role": "assistant", "content": "..."}]``) for conversational ones;
-:func:`completion_text` handles both.
+This module needs torch only (not TRL), so a reward can be checked against the contract anywhere:
+    scores, feedback = split_reward_outputs(my_reward(prompts, completions, **columns), len(completions))
 
-The feedback strings are built only from the completion, the prompt and the dataset's tests, and
-the sandboxed child gets an empty environment, so the trainer's environment variables (API keys,
-tokens) can never leak into feedback and from there into a training prompt.
+The course's own rewards (addition, parity, code execution) live in `sdpo_lite.course.rewards`; their names
+are still importable from here (`from sdpo_lite.rewards import code_execution_reward`), loaded on first use so
+that this module imports nothing from the course.
 """
 from __future__ import annotations
 
-import json
-import re
+import functools
+import inspect
+import logging
+import math
+from typing import Callable
 
-from sdpo_lite.data import addition_answer, parity_answer, parity_words, split_thinking
-from sdpo_lite.sandbox import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT, run_batch
+import torch
 
-__all__ = [
-    "completion_text",
-    "extract_code",
-    "code_execution_reward",
-    "addition_reward",
-    "addition_reward_rich",
-    "make_addition_reward",
-]
+logger = logging.getLogger(__name__)
 
-MAX_FEEDBACK_CHARS = 400
+__all__ = ["split_reward_outputs", "capture_feedback"]
 
 
-# ----------------------------------------------------------------------------------------------
-# Helpers
-# ----------------------------------------------------------------------------------------------
-def completion_text(completion) -> str:
-    """The text of a completion: a string, a chat-message list, a single message, or content parts.
+def split_reward_outputs(outputs, expected: int, name: str = "reward function"):
+    """Turn a reward function's outputs into (scores, feedback), with errors that name the fix.
 
-    For a message list we join the assistant messages (normally there is exactly one).
+    Accepted per completion: a float/int, None (unscorable, as TRL allows) or {"score": x, "feedback": str}.
     """
-    if completion is None:
-        return ""
-    if isinstance(completion, str):
-        return completion
-    if isinstance(completion, dict):
-        return _content_text(completion.get("content", ""))
-    if isinstance(completion, (list, tuple)):
-        messages = [m for m in completion if isinstance(m, dict)]
-        assistant = [m for m in messages if m.get("role", "assistant") == "assistant"]
-        chosen = assistant or messages[-1:]
-        return "\n".join(_content_text(m.get("content", "")) for m in chosen)
-    return str(completion)
+    if not isinstance(outputs, (list, tuple)):
+        raise TypeError(f"{name} returned {type(outputs).__name__}; return a list with one score (or "
+                        f'{{"score", "feedback"}} dict) per completion')
+    if len(outputs) != expected:
+        raise ValueError(f"{name} returned {len(outputs)} results for {expected} completions; return exactly one "
+                         "per completion, in order")
+    scores, feedback = [], []
+    for i, out in enumerate(outputs):
+        fb = None
+        if isinstance(out, dict):
+            if "score" not in out:
+                raise ValueError(f'{name} returned a dict without "score" at index {i}: {out!r}; use '
+                                 '{"score": float, "feedback": str}')
+            out, fb = out["score"], out.get("feedback")
+            if fb is not None and not isinstance(fb, str):
+                raise TypeError(f"{name}: feedback at index {i} is {type(fb).__name__}; it must be a string or None")
+        if out is not None:
+            if isinstance(out, bool) or not isinstance(out, (int, float)) and not (
+                    isinstance(out, torch.Tensor) and out.numel() == 1):
+                raise TypeError(f"{name} returned a {type(out).__name__} score at index {i} ({out!r}); scores must "
+                                "be numbers (or None for an unscorable completion)")
+            out = float(out)
+            if math.isnan(out):
+                raise ValueError(f"{name} returned NaN at index {i}; return None to mark an unscorable completion")
+        scores.append(out)
+        feedback.append(fb)
+    return scores, feedback
 
 
-def _content_text(content) -> str:
-    """Message content may be a string or a list of parts like ``{"type": "text", "text": ...}``."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(p.get("text", "") if isinstance(p, dict) else str(p) for p in content)
-    return "" if content is None else str(content)
+def capture_feedback(reward_func, on_feedback: Callable[[list], None]):
+    """Wrap a reward function: validate its output, hand `on_feedback` the feedback list, hand TRL plain floats.
 
-
-def _prompt_text(prompt) -> str:
-    """The last user message of a chat prompt, or the prompt string itself."""
-    if isinstance(prompt, (list, tuple)):
-        users = [m for m in prompt if isinstance(m, dict) and m.get("role") == "user"]
-        chosen = users[-1:] or [m for m in prompt if isinstance(m, dict)][-1:]
-        return "\n".join(_content_text(m.get("content", "")) for m in chosen)
-    return completion_text(prompt)
-
-
-_FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+.-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
-
-
-def extract_code(text: str) -> str:
-    """The program in a completion: the first fenced block if there is one, else the whole text.
-
-    A reasoning model's ``<think>...</think>`` part is dropped first. A fence the model never
-    closed (generation hit the token limit) still counts: we take everything after it.
+    Functions, functools.partial objects and callable class instances are all wrapped. Feedback comes from the
+    native dicts {"score": float, "feedback": str}; or, for code ported from sdpo-rl, from a `last_feedback` list the
+    reward callable sets on itself during the call (one str or None per completion; an empty list = no feedback),
+    read only when the call returned no dicts. Reward models and async callables are left to TRL (plain scores).
     """
-    text = text or ""
-    if "</think>" in text:
-        text = text.rsplit("</think>", 1)[1]
-    match = _FENCE.search(text)
-    if match:
-        return match.group(2).rstrip() + "\n"
-    return text
+    inner = reward_func
+    while isinstance(inner, functools.partial):
+        inner = inner.func
+    if isinstance(reward_func, torch.nn.Module) or inspect.iscoroutinefunction(inner) or (
+            not inspect.isroutine(inner) and inspect.iscoroutinefunction(getattr(inner, "__call__", None))):
+        return reward_func  # reward models and async functions return plain scores only
+    name = getattr(inner, "__name__", type(inner).__name__)  # TRL's naming: a class instance goes by its class
+    told = []  # the sdpo-rl `last_feedback` form is reported once per reward function
+
+    def wrapped(*args, **kwargs):
+        outputs = reward_func(*args, **kwargs)
+        expected = len(kwargs.get("prompts", args[0] if args else []))
+        scores, feedback = split_reward_outputs(outputs, expected, name)
+        attached = getattr(reward_func, "last_feedback", getattr(inner, "last_feedback", None))  # partial: its func's
+        if attached is not None and not any(isinstance(out, dict) for out in outputs):
+            feedback = _attached_feedback(attached, expected, name) or feedback
+            if not told and any(fb is not None for fb in feedback):
+                told.append(True)
+                logger.warning("SDPO: %s reports feedback through `last_feedback` (sdpo-rl's form); it is used. The "
+                               "native form needs no attribute: return one {'score': float, 'feedback': str} dict per "
+                               "completion, e.g. `return [{'score': s, 'feedback': f} for s, f in zip(scores, "
+                               "feedback)]`. Reported once.", name)
+        on_feedback(feedback)
+        return scores
+
+    # Copy name and docs only: an instance's __dict__ (its last_feedback among it) must not be snapshotted.
+    functools.update_wrapper(wrapped, reward_func, updated=())
+    wrapped.__name__ = wrapped.__qualname__ = name
+    return wrapped
 
 
-def _per_sample(value, n: int, name: str) -> list:
-    """A dataset column is one entry per completion; a single value is broadcast to all."""
-    if isinstance(value, (list, tuple)) and len(value) == n and not (
-        name == "tests" and value and all(isinstance(v, dict) and "args" in v for v in value)
-    ):
-        return list(value)
-    if value is None:
-        raise ValueError(f"code_execution_reward needs the dataset column {name!r}")
-    return [value] * n
+def _attached_feedback(attached, expected: int, name: str):
+    """Validate a reward callable's `last_feedback` (sdpo-rl's form). Returns the list, or None when it is empty."""
+    fix = (f"set {name}.last_feedback to a new list with one string (or None) per completion, in order, during every "
+           "call, or return {'score': float, 'feedback': str} dicts instead")
+    if not isinstance(attached, (list, tuple)):
+        raise TypeError(f"{name}.last_feedback is a {type(attached).__name__}; {fix}")
+    if not attached:
+        return None  # declared but not filled: no feedback this call (as sdpo-rl reads it)
+    if len(attached) != expected:
+        raise ValueError(f"{name}.last_feedback has {len(attached)} entries for {expected} completions (a list left "
+                         f"over from an earlier call, or appended to without being reset?); {fix}")
+    for i, fb in enumerate(attached):
+        if fb is not None and not isinstance(fb, str):
+            raise TypeError(f"{name}.last_feedback[{i}] is a {type(fb).__name__} ({fb!r}); {fix}")
+    return list(attached)
 
 
-def _clip(text: str, limit: int = MAX_FEEDBACK_CHARS) -> str:
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+# The course's rewards, under the names scripts written for sdpo_lite 0.1 import from here.
+COURSE_REWARDS = ("code_execution_reward", "addition_reward", "addition_reward_rich", "addition_reward_reply",
+                  "make_addition_reward", "parity_reward", "completion_text", "extract_code")
 
 
-def _log(log_metric, name: str, value: float) -> None:
-    if callable(log_metric):
-        try:
-            log_metric(name, value)
-        except Exception:  # noqa: BLE001 - logging must never break a training step
-            pass
+def __getattr__(name):  # PEP 562: the one import of the course by the algorithm layer, on first use only
+    if name in COURSE_REWARDS:
+        from sdpo_lite.course import rewards as course_rewards
 
-
-# ----------------------------------------------------------------------------------------------
-# Code execution
-# ----------------------------------------------------------------------------------------------
-def code_execution_reward(prompts, completions, entry_point=None, tests=None, *, timeout: float = DEFAULT_TIMEOUT,
-                          memory_mb: int = DEFAULT_MEMORY_MB, log_metric=None, **kwargs) -> list[dict]:
-    """1.0 when the completion's code passes every test, else 0.0, with specific feedback.
-
-    ``entry_point`` and ``tests`` are dataset columns (one entry per completion); ``tests`` entries
-    are lists of ``{"args": [...], "expected": ...}`` or that list as a JSON string (Arrow cannot
-    store a column whose ``expected`` is sometimes an int and sometimes a list, so datasets often
-    keep tests as JSON text). Completions run in parallel, each in its own sandboxed process
-    (see :mod:`sdpo_lite.sandbox`).
-
-    Feedback examples: "All 3 tests passed."; "Test failed: add(1, 2) expected 3, got 0\\n1/3 tests
-    passed."; "Timed out after 4 s while running add(1, 2).\\n0/3 tests passed.".
-    """
-    n = len(completions)
-    entry_points = _per_sample(entry_point, n, "entry_point")
-    test_lists = _per_sample(tests, n, "tests")
-    jobs = []
-    for completion, ep, ts in zip(completions, entry_points, test_lists):
-        if isinstance(ts, str):
-            ts = json.loads(ts)
-        jobs.append((extract_code(completion_text(completion)), str(ep), ts))
-    results = run_batch(jobs, timeout=timeout, memory_mb=memory_mb)
-    out = []
-    for (code, _ep, _ts), res in zip(jobs, results):
-        if not code.strip():
-            feedback = f"No code found in the answer.\n0/{res.total} tests passed."
-        else:
-            feedback = res.message
-        out.append({"score": res.score, "feedback": _clip(feedback)})
-    if results:
-        _log(log_metric, "code/pass_fraction", sum(r.pass_fraction for r in results) / len(results))
-    return out
-
-
-# ----------------------------------------------------------------------------------------------
-# Addition
-# ----------------------------------------------------------------------------------------------
-_OPERANDS = re.compile(r"(-?\d+)\s*\+\s*(-?\d+)")
-
-
-def _addition_feedback(prompt, answer: int | None, expected: int, rich: bool, show_reply: bool = False) -> str:
-    if answer == expected:
-        return "Correct!"
-    if not rich:
-        return "Wrong."
-    ops = _OPERANDS.search(_prompt_text(prompt))
-    truth = f"{ops.group(1)} + {ops.group(2)} = {expected}" if ops else f"the answer is {expected}"
-    wrote = "your answer had no number" if answer is None else f"you wrote {answer}"
-    reply = f". A correct reply is just: {expected}" if show_reply else ""
-    return f"Wrong: {truth}, {wrote}{reply}"
-
-
-def make_addition_reward(rich: bool = False, show_reply: bool = False):
-    """An addition reward; ``rich=True`` gives feedback with the right sum, plain gives "Wrong.".
-
-    ``show_reply=True`` (with rich) also shows what a correct reply looks like ("A correct reply is just: 68"), so
-    the teacher learns the format as well as the digits.
-    """
-
-    def reward(prompts, completions, expected=None, log_metric=None, **kwargs) -> list[dict]:
-        if expected is None:
-            raise ValueError("addition reward needs the dataset column 'expected'")
-        targets = _per_sample(expected, len(completions), "expected")
-        prompt_list = _per_sample(prompts, len(completions), "prompts") if prompts is not None else [""] * len(completions)
-        out = []
-        for prompt, completion, target in zip(prompt_list, completions, targets):
-            answer = addition_answer(completion_text(completion))  # the same checker as evaluation
-            target = int(target)
-            out.append({"score": 1.0 if answer == target else 0.0,
-                        "feedback": _addition_feedback(prompt, answer, target, rich, show_reply)})
-        if out:
-            _log(log_metric, "addition/accuracy", sum(r["score"] for r in out) / len(out))
-        return out
-
-    reward.__name__ = reward.__qualname__ = ("addition_reward_reply" if rich and show_reply else
-                                             "addition_reward_rich" if rich else "addition_reward")
-    reward.__doc__ = (
-        f"Addition reward ({'rich' if rich else 'plain'} feedback): 1.0 when the last integer in the "
-        "completion equals `expected`. Feedback: " + ("'Wrong: 23 + 45 = 68, you wrote 67'." if rich else "'Correct!' / 'Wrong.'.")
-    )
-    return reward
-
-
-addition_reward = make_addition_reward(rich=False)
-addition_reward_rich = make_addition_reward(rich=True)
-addition_reward_reply = make_addition_reward(rich=True, show_reply=True)
-
-
-# ----------------------------------------------------------------------------------------------
-# Parity (even or odd, thinking inside <think></think>)
-# ----------------------------------------------------------------------------------------------
-__all__ += ["parity_reward"]
-
-_FIRST_INT = re.compile(r"-?\d+")
-
-
-def _parity_truth(number: int | None, target: str) -> str:
-    """ "347 is odd (its last digit, 7, is odd)", or just "the answer is odd" when the number is unknown."""
-    if number is None:
-        return f"the answer is {target}"
-    return f"{number} is {target} (its last digit, {abs(number) % 10}, is {target})"
-
-
-def _parity_feedback(text: str, number: int | None, target: str) -> str:
-    thinking, after = split_thinking(text)
-    answer = parity_answer(text)
-    truth = _parity_truth(number, target)
-    if answer == target:
-        verdict = f"Correct: {truth}."
-    elif after is None:
-        verdict = f"No answer: the <think> block was never closed with </think>, so nothing was read. Here {truth}."
-    elif len(parity_words(text)) == 2:
-        verdict = f"No answer: you wrote both even and odd; commit to one word. Here {truth}."
-    elif answer is None:
-        verdict = f"No answer: end with one word, even or odd, after </think>. Here {truth}."
-    else:
-        verdict = f"Wrong: {truth}; you answered {answer}."
-    if thinking is None:
-        verdict += " Your reply had no <think>...</think> block: think inside the tags, then answer."
-    return verdict
-
-
-def parity_reward(prompts, completions, expected=None, number=None, log_metric=None, **kwargs) -> list[dict]:
-    """1.0 when the word after ``</think>`` is the right parity, else 0.0; the feedback says what went wrong.
-
-    The score judges only the answer, with the same tolerant checker as evaluation (``check_parity``), so a model
-    that never writes a think block is not stuck at zero. The feedback also reports the format, for the teacher:
-    "Wrong: 347 is odd (its last digit, 7, is odd); you answered even. Your reply had no <think>...</think> block:
-    think inside the tags, then answer." ``number`` (a dataset column) names the number; without it the first
-    integer of the prompt is used.
-    """
-    if expected is None:
-        raise ValueError("parity_reward needs the dataset column 'expected'")
-    n = len(completions)
-    targets = [str(t).strip().lower() for t in _per_sample(expected, n, "expected")]
-    prompt_list = _per_sample(prompts, n, "prompts") if prompts is not None else [""] * n
-    if number is not None:
-        numbers = [int(x) for x in _per_sample(number, n, "number")]
-    else:
-        numbers = [int(m[0]) if (m := _FIRST_INT.search(_prompt_text(p))) else None for p in prompt_list]
-    out = []
-    for completion, target, num in zip(completions, targets, numbers):
-        text = completion_text(completion)
-        out.append({"score": 1.0 if parity_answer(text) == target else 0.0,
-                    "feedback": _parity_feedback(text, num, target)})
-    if out:
-        _log(log_metric, "parity/accuracy", sum(r["score"] for r in out) / n)
-    return out
+        return getattr(course_rewards, name)
+    raise AttributeError(f"module 'sdpo_lite.rewards' has no attribute {name!r}")

@@ -2,7 +2,7 @@
 
 One training step, as data (each arrow is one call you can point at):
     dataset rows -> TRL generates G completions per prompt            GRPOTrainer._generate_and_score_completions
-      -> reward functions return scores (+ feedback)                  _capture_feedback wraps them
+      -> reward functions return scores (+ feedback)                  rewards.capture_feedback wraps them
       -> scores go to TRL's advantages; raw rewards are kept          _calculate_rewards
       -> peers' answers and feedback become teacher prompts           _attach_teachers -> reprompt.plan_teachers
       -> student on [prompt | completion], teacher on [teacher prompt | completion]     _compute_loss
@@ -19,20 +19,19 @@ Overrides of GRPOTrainer (targets trl 1.15.0; private methods move between relea
     _save, _save_checkpoint, _load_from_checkpoint   the saved model is the student alone; checkpoints carry the
                                       teacher (sdpo_teacher.safetensors), and a resume restores both
 What the trainer refuses at construction (launchers, TRL options SDPO would ignore): supported.py, docs/supported.md.
+State one hook leaves for a later one lives in `self._between` (`_BetweenHooks`), not in loose attributes.
 The base is always TRL's own GRPOTrainer, even when Unsloth has replaced `trl.GRPOTrainer` first
-(`_genuine_grpo_trainer`, docs/unsloth.md).
+(`compat.genuine_grpo_trainer`, docs/unsloth.md).
 """
 from __future__ import annotations
 
 import contextlib
 import functools
-import importlib.util
-import inspect
 import logging
 import math
 import os
-import sys
 import types
+from dataclasses import dataclass, field
 
 import torch
 from accelerate.utils import gather_object
@@ -41,66 +40,38 @@ from safetensors.torch import save_file
 from transformers import TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from sdpo_lite import trl_cpu
+from sdpo_lite import compat
 from sdpo_lite.config import SDPOConfig
 from sdpo_lite.loss import divergence_on_support, lm_head_of, student_topk_logprobs, teacher_logprobs_at
-from sdpo_lite.reprompt import (RolloutRecord, demonstration_text, left_pad, plan_teachers, render_teacher_prompt,
-                                tokenize_teacher_prompts)
+from sdpo_lite.reprompt import (RolloutRecord, demonstration_text, left_pad, plan_teachers, rollout_records,
+                                teacher_prompt_texts, tokenize_teacher_prompts)
+from sdpo_lite.rewards import capture_feedback
 from sdpo_lite.supported import (grpo_args_of, load_balancing_loss, recording_router_logits, refuse_unsupported,
                                  refuse_unsupported_state)
 from sdpo_lite.teacher import Teacher, backbone_hidden_states, causal_lm_of
 
 logger = logging.getLogger(__name__)
-trl_cpu.install()  # TRL 1.15's fused LM head is a Triton kernel: CPU tensors get a PyTorch version
+compat.install_cpu_lm_head()  # TRL 1.15's fused LM head is a Triton kernel: CPU tensors get a PyTorch version
+GRPOTrainer = compat.genuine_grpo_trainer()  # TRL's own class, even after Unsloth replaced trl.GRPOTrainer
 
 TEACHER_FILE = "sdpo_teacher.safetensors"  # the teacher's state inside each checkpoint folder
-GENUINE_COPY = "trl.trainer._sdpo_genuine_grpo"  # where a private copy of TRL's module lives, when one is needed
-_HOOKS = ("_generate_and_score_completions", "_calculate_rewards", "_compute_loss",
-          "_get_per_token_logps_and_entropies")
 
 
-def _genuine_grpo_trainer():
-    """TRL's own GRPOTrainer class, whether or not Unsloth has already replaced `trl.GRPOTrainer`.
+@dataclass
+class _BetweenHooks:
+    """What one of TRL's hooks leaves for a later one (TRL hands only its own tensors from hook to hook).
 
-    Why: `import unsloth` (and `PatchFastRL`) rebinds `trl.GRPOTrainer` and `trl.trainer.grpo_trainer.GRPOTrainer`
-    to an UnslothGRPOTrainer generated from TRL's source. TRL's class is not in its MRO, and its `compute_loss` runs
-    Unsloth's own GRPO loss without calling `_compute_loss`, so a subclass of it would silently train GRPO, not
-    SDPO. Unsloth's gains (4-bit weights, LoRA kernels, its gradient checkpointing) live in the model and work under
-    either trainer. So: TRL's class if it is still in place, else a private copy of its module, executed from TRL's
-    own file inside the `trl.trainer` package (its relative imports resolve to the loaded, possibly patched, helpers).
+    feedback      per reward function, one str|None per local rollout: written by the wrapped reward functions
+                  (`capture_feedback`), read by `_attach_teachers`
+    raw_rewards   (N_global,) weighted raw rewards of the generation batch: written by `_calculate_rewards`, read by
+                  `_attach_teachers` (success is judged on rewards, not advantages)
+    student       (logp_y, entropy) of the student pass: written by `_compute_loss` in a lambda-blend, read once by
+                  `_get_per_token_logps_and_entropies` so GRPO's part reuses it
     """
-    import trl.trainer
-    import trl.trainer.grpo_trainer as module
 
-    if _is_trls(module.GRPOTrainer, "trl.trainer.grpo_trainer"):
-        return module.GRPOTrainer
-    if GENUINE_COPY not in sys.modules:
-        path = os.path.join(os.path.dirname(trl.trainer.__file__), "grpo_trainer.py")
-        spec = importlib.util.spec_from_file_location(GENUINE_COPY, path)
-        copy = importlib.util.module_from_spec(spec)
-        sys.modules[GENUINE_COPY] = copy  # registered first, as the import system does (dataclasses, pickling)
-        try:
-            spec.loader.exec_module(copy)
-        except Exception as err:
-            del sys.modules[GENUINE_COPY]
-            raise ImportError(_NO_GENUINE.format(found=module.GRPOTrainer, why=f"{type(err).__name__}: {err}")) from err
-    cls = getattr(sys.modules[GENUINE_COPY], "GRPOTrainer", None)
-    if not _is_trls(cls, GENUINE_COPY):
-        raise ImportError(_NO_GENUINE.format(found=module.GRPOTrainer, why=f"the copy holds {cls!r}"))
-    return cls
-
-
-def _is_trls(cls, module_name: str) -> bool:
-    """Whether `cls` is the GRPOTrainer defined in `module_name`, with every hook SDPOTrainer overrides."""
-    return (isinstance(cls, type) and cls.__module__ == module_name and cls.__qualname__ == "GRPOTrainer"
-            and all(hasattr(cls, hook) for hook in _HOOKS))
-
-
-_NO_GENUINE = ("sdpo_lite needs TRL's own GRPOTrainer, but trl.GRPOTrainer is now {found!r} (replaced, e.g. by "
-               "Unsloth) and a private copy of TRL's grpo_trainer module could not be loaded ({why}). Fix: in a fresh "
-               "Python process, import sdpo_lite.trainer BEFORE `import unsloth` and PatchFastRL (Unsloth then warns "
-               "that trl came first; its model-side speed-ups still apply), and report your trl/unsloth versions.")
-GRPOTrainer = _genuine_grpo_trainer()
+    feedback: list = field(default_factory=list)
+    raw_rewards: torch.Tensor | None = None
+    student: tuple | None = None
 
 
 class SDPOTrainer(GRPOTrainer):
@@ -118,10 +89,9 @@ class SDPOTrainer(GRPOTrainer):
         refuse_unsupported(self.sdpo, grpo_args_of(args, kwargs))  # fast: before TRL loads models (docs/supported.md)
         super().__init__(*args, **kwargs)
         refuse_unsupported_state(self)  # what only the built accelerator and model reveal
-        self._feedback: list[list | None] = [None] * len(self.reward_funcs)
-        self.reward_funcs = [_capture_feedback(self, i, f) for i, f in enumerate(self.reward_funcs)]
-        self._raw_rewards = None  # (N_global,) weighted raw rewards of the current generation batch
-        self._student_cache = None
+        self._between = _BetweenHooks(feedback=[None] * len(self.reward_funcs))
+        self.reward_funcs = [capture_feedback(f, functools.partial(self._keep_feedback, i))
+                             for i, f in enumerate(self.reward_funcs)]
         self._warned_no_teacher = False
         self._told_feedback_ignored = False
         self.last_rollouts: list[RolloutRecord] = []
@@ -143,12 +113,15 @@ class SDPOTrainer(GRPOTrainer):
         weights = self.reward_weights.to(rewards_per_func.device)
         raw = (rewards_per_func * weights).nansum(dim=1)
         raw[torch.isnan(rewards_per_func).all(dim=1)] = torch.nan
-        self._raw_rewards = raw  # gathered across processes, in TRL's group order
+        self._between.raw_rewards = raw  # gathered across processes, in TRL's group order
         return rewards_per_func
+
+    def _keep_feedback(self, index: int, feedback: list) -> None:
+        self._between.feedback[index] = feedback  # one str|None per local rollout, from reward function `index`
 
     def _generate_and_score_completions(self, inputs):
         # Why: the teacher prompts must travel with each rollout through TRL's shuffle and split.
-        self._feedback = [None] * len(self.reward_funcs)
+        self._between.feedback = [None] * len(self.reward_funcs)
         output = super()._generate_and_score_completions(inputs)
         return self._attach_teachers(inputs, output)
 
@@ -164,29 +137,29 @@ class SDPOTrainer(GRPOTrainer):
             "feedback": self._joined_feedback(len(inputs)),
         }
         everyone = {k: gather_object(v) for k, v in local.items()}  # groups may span processes: gather first
-        scores = self._raw_rewards.tolist()
+        scores = self._between.raw_rewards.tolist()
         groups = [i // G for i in range(len(scores))]
         plans = plan_teachers(everyone["prompt"], everyone["demo"], everyone["feedback"], self.sdpo,
                               groups=groups, scores=scores)
         start = self.accelerator.process_index * len(inputs)
-        mine = range(start, start + len(inputs))
-        texts = [render_teacher_prompt(everyone["prompt"][i], plans[i]["teacher_message"], tok,
-                                       self.chat_template_kwargs) if plans[i]["teacher_message"] else "" for i in mine]
-        ids_list, truncated = tokenize_teacher_prompts(texts, tok, max_length=self.sdpo.max_reprompt_length,
+        mine = range(start, start + len(inputs))  # this process's rollouts, in the gathered batch
+        my_plans = [plans[i] for i in mine]
+        texts = teacher_prompt_texts([everyone["prompt"][i] for i in mine], my_plans, tok, self.chat_template_kwargs)
+        ids_list, truncated = tokenize_teacher_prompts([t or "" for t in texts], tok,
+                                                       max_length=self.sdpo.max_reprompt_length,
                                                        truncation=self.sdpo.reprompt_truncation)
         ids, mask = left_pad([x or [tok.pad_token_id] for x in ids_list], tok.pad_token_id)
-        has_teacher = torch.tensor([float(bool(t)) for t in texts], device=device)  # (B,)
+        has_teacher = torch.tensor([float(t is not None) for t in texts], device=device)  # (B,)
         output["teacher_prompt_ids"] = torch.tensor(ids, dtype=torch.long, device=device)  # (B, Pt) left-padded
         output["teacher_prompt_mask"] = torch.tensor(mask, dtype=torch.long, device=device) * has_teacher.long()[:, None]
         output["sdpo_mask"] = has_teacher
         tokens = (output["completion_mask"].sum(-1).float() * has_teacher).sum()
         output["sdpo_num_tokens"] = self.accelerator.gather(tokens).sum()  # 0-dim: TRL keeps it whole when splitting
-        self.last_rollouts = [
-            RolloutRecord(prompt=everyone["prompt"][i], completion=tok.decode(completion_ids[j], skip_special_tokens=True),
-                          score=scores[i], feedback=everyone["feedback"][i], group=groups[i],
-                          teacher_prompt=texts[j] or None, completion_ids=completion_ids[j],
-                          teacher_truncated=truncated[j], **plans[i])
-            for j, i in enumerate(mine)]
+        self.last_rollouts = rollout_records(
+            my_plans, texts, prompts=[everyone["prompt"][i] for i in mine], scores=[scores[i] for i in mine],
+            completions=[tok.decode(ids, skip_special_tokens=True) for ids in completion_ids],
+            feedback=[everyone["feedback"][i] for i in mine], groups=[groups[i] for i in mine],
+            completion_ids=completion_ids, teacher_truncated=truncated)
         self._log_rollout_metrics(mode, plans, scores)
         return output
 
@@ -194,7 +167,7 @@ class SDPOTrainer(GRPOTrainer):
         """One feedback string per local rollout: the reward functions' strings joined by newlines."""
         joined = []
         for k in range(n):
-            parts = [fb[k] for fb in self._feedback if fb is not None and fb[k]]
+            parts = [fb[k] for fb in self._between.feedback if fb is not None and fb[k]]
             joined.append("\n".join(parts) if parts else None)
         return joined
 
@@ -237,7 +210,7 @@ class SDPOTrainer(GRPOTrainer):
             student = self._student_pass(model, inputs)
         loss = self._distillation(student, inputs, sd_mask)
         if lam != 0.0:
-            self._student_cache = (student.logp_y, student.entropy)
+            self._between.student = (student.logp_y, student.entropy)
             self.aux_loss_enabled = False  # GRPO's part must not add it (it would be lambda-weighted): added below
             try:
                 grpo = super()._compute_loss(model, inputs)  # uses the cached student pass, see below
@@ -256,9 +229,9 @@ class SDPOTrainer(GRPOTrainer):
 
     def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep, *args, **kwargs):
         # Why: in a lambda-blend GRPO's loss needs the same student log-probs we just computed; reuse them.
-        if self._student_cache is not None:
-            logp_y, entropy = self._student_cache
-            self._student_cache = None
+        if self._between.student is not None:
+            logp_y, entropy = self._between.student
+            self._between.student = None
             return logp_y, entropy, None
         return super()._get_per_token_logps_and_entropies(model, input_ids, attention_mask, logits_to_keep,
                                                           *args, **kwargs)
@@ -424,96 +397,6 @@ def _zero_connected_to(model):
     """A zero loss that still reaches the trainable parameters (backward and the optimiser step stay valid)."""
     params = [p for p in model.parameters() if p.requires_grad]
     return sum(p.reshape(-1)[0] * 0.0 for p in params) if params else torch.zeros((), requires_grad=True)
-
-
-def _capture_feedback(trainer, index, reward_func):
-    """Wrap a reward function: validate its output, keep its feedback per rollout, hand TRL plain floats.
-
-    Functions, functools.partial objects and callable class instances are all wrapped. Feedback comes from the
-    native dicts {"score": float, "feedback": str}; or, for code ported from sdpo-rl, from a `last_feedback` list the
-    reward callable sets on itself during the call (one str or None per completion; an empty list = no feedback),
-    read only when the call returned no dicts. Reward models and async callables are left to TRL (plain scores).
-    """
-    inner = reward_func
-    while isinstance(inner, functools.partial):
-        inner = inner.func
-    if isinstance(reward_func, torch.nn.Module) or inspect.iscoroutinefunction(inner) or (
-            not inspect.isroutine(inner) and inspect.iscoroutinefunction(getattr(inner, "__call__", None))):
-        return reward_func  # reward models and async functions return plain scores only
-    name = getattr(inner, "__name__", type(inner).__name__)  # TRL's naming: a class instance goes by its class
-    told = []  # the sdpo-rl `last_feedback` form is reported once per reward function
-
-    def wrapped(*args, **kwargs):
-        outputs = reward_func(*args, **kwargs)
-        expected = len(kwargs.get("prompts", args[0] if args else []))
-        scores, feedback = split_reward_outputs(outputs, expected, name)
-        attached = getattr(reward_func, "last_feedback", getattr(inner, "last_feedback", None))  # partial: its func's
-        if attached is not None and not any(isinstance(out, dict) for out in outputs):
-            feedback = _attached_feedback(attached, expected, name) or feedback
-            if not told and any(fb is not None for fb in feedback):
-                told.append(True)
-                logger.warning("SDPO: %s reports feedback through `last_feedback` (sdpo-rl's form); it is used. The "
-                               "native form needs no attribute: return one {'score': float, 'feedback': str} dict per "
-                               "completion, e.g. `return [{'score': s, 'feedback': f} for s, f in zip(scores, "
-                               "feedback)]`. Reported once.", name)
-        trainer._feedback[index] = feedback
-        return scores
-
-    # Copy name and docs only: an instance's __dict__ (its last_feedback among it) must not be snapshotted.
-    functools.update_wrapper(wrapped, reward_func, updated=())
-    wrapped.__name__ = wrapped.__qualname__ = name
-    return wrapped
-
-
-def _attached_feedback(attached, expected: int, name: str):
-    """Validate a reward callable's `last_feedback` (sdpo-rl's form). Returns the list, or None when it is empty."""
-    fix = (f"set {name}.last_feedback to a new list with one string (or None) per completion, in order, during every "
-           "call, or return {'score': float, 'feedback': str} dicts instead")
-    if not isinstance(attached, (list, tuple)):
-        raise TypeError(f"{name}.last_feedback is a {type(attached).__name__}; {fix}")
-    if not attached:
-        return None  # declared but not filled: no feedback this call (as sdpo-rl reads it)
-    if len(attached) != expected:
-        raise ValueError(f"{name}.last_feedback has {len(attached)} entries for {expected} completions (a list left "
-                         f"over from an earlier call, or appended to without being reset?); {fix}")
-    for i, fb in enumerate(attached):
-        if fb is not None and not isinstance(fb, str):
-            raise TypeError(f"{name}.last_feedback[{i}] is a {type(fb).__name__} ({fb!r}); {fix}")
-    return list(attached)
-
-
-def split_reward_outputs(outputs, expected: int, name: str = "reward function"):
-    """Turn a reward function's outputs into (scores, feedback), with errors that name the fix.
-
-    Accepted per completion: a float/int, None (unscorable, as TRL allows) or {"score": x, "feedback": str}.
-    """
-    if not isinstance(outputs, (list, tuple)):
-        raise TypeError(f"{name} returned {type(outputs).__name__}; return a list with one score (or "
-                        f'{{"score", "feedback"}} dict) per completion')
-    if len(outputs) != expected:
-        raise ValueError(f"{name} returned {len(outputs)} results for {expected} completions; return exactly one "
-                         "per completion, in order")
-    scores, feedback = [], []
-    for i, out in enumerate(outputs):
-        fb = None
-        if isinstance(out, dict):
-            if "score" not in out:
-                raise ValueError(f'{name} returned a dict without "score" at index {i}: {out!r}; use '
-                                 '{"score": float, "feedback": str}')
-            out, fb = out["score"], out.get("feedback")
-            if fb is not None and not isinstance(fb, str):
-                raise TypeError(f"{name}: feedback at index {i} is {type(fb).__name__}; it must be a string or None")
-        if out is not None:
-            if isinstance(out, bool) or not isinstance(out, (int, float)) and not (
-                    isinstance(out, torch.Tensor) and out.numel() == 1):
-                raise TypeError(f"{name} returned a {type(out).__name__} score at index {i} ({out!r}); scores must "
-                                "be numbers (or None for an unscorable completion)")
-            out = float(out)
-            if math.isnan(out):
-                raise ValueError(f"{name} returned NaN at index {i}; return None to mark an unscorable completion")
-        scores.append(out)
-        feedback.append(fb)
-    return scores, feedback
 
 
 def _check_dataset(dataset, processing_class):

@@ -1,4 +1,5 @@
-"""Shared fixtures. Tests never touch the Hugging Face Hub: models come from sdpo_lite.models (tiny, built locally)."""
+"""Shared fixtures. Tests never touch the Hugging Face Hub: models come from sdpo_lite.course.models (tiny, built
+locally)."""
 import os
 from pathlib import Path
 
@@ -25,7 +26,7 @@ def tiny_trainer(reward, *, sdpo=None, trainer_cls=None, dataset=None, model=Non
     from trl import GRPOConfig
 
     from sdpo_lite import SDPOConfig, SDPOTrainer
-    from sdpo_lite.models import load_model
+    from sdpo_lite.course.models import load_model
 
     if model is None:
         model, tok = load_model("tiny", precision="fp32", device="cpu")

@@ -5,10 +5,11 @@ import math
 import pytest
 
 from sdpo_lite import SDPOConfig
-from sdpo_lite.course import RunResult, choose_profile, rollout_group
-from sdpo_lite.data import TASKS, check_code, load_task, read_rows, task_path, to_conversational
-from sdpo_lite.evaluate import accuracy
-from sdpo_lite.models import load_model
+from sdpo_lite.course.recipes import RunResult, choose_profile
+from sdpo_lite.course.rollouts import rollout_group
+from sdpo_lite.course.tasks import TASKS, check_code, load_task, read_rows, task_path, to_conversational
+from sdpo_lite.course.evaluate import accuracy
+from sdpo_lite.course.models import load_model
 
 
 @pytest.mark.parametrize("split, size", [("train", 43), ("heldout", 17)])
@@ -88,7 +89,7 @@ def test_rollout_group_plans_teachers_like_the_trainer():
 
 def test_grad_accum_splits_the_backward_not_the_generation_batch():
     """One optimiser step = one generation batch of prompts x generations, whatever grad_accum is."""
-    from sdpo_lite.course import grpo_args
+    from sdpo_lite.course.recipes import grpo_args
 
     for name in ("cpu", "gpu", "tiny"):
         profile = choose_profile(name, task="code")

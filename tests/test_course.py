@@ -1,4 +1,5 @@
-"""The notebooks' recipes (sdpo_lite.course) on the tiny model: profiles, a training run, the views and plots."""
+"""The notebooks' recipes (sdpo_lite.course.recipes, reports, rollouts) on the tiny model: profiles, a training run,
+the views and plots."""
 import matplotlib
 
 matplotlib.use("Agg")
@@ -7,11 +8,13 @@ import pytest  # noqa: E402
 
 from sdpo_lite import SDPOConfig  # noqa: E402
 from sdpo_lite.config import SDPOConfig as Config  # noqa: E402
-from sdpo_lite.course import (choose_profile, draw_sdpo_data_flow, next_token_views, plot_comparison,  # noqa: E402
-                              print_next_token_views, print_rollouts, summarise_runs, train_run)
-from sdpo_lite.models import load_model  # noqa: E402
+from sdpo_lite.course.recipes import choose_profile, train_run  # noqa: E402
+from sdpo_lite.course.reports import (draw_sdpo_data_flow, plot_comparison, print_next_token_views,  # noqa: E402
+                                      print_rollouts, summarise_runs)
+from sdpo_lite.course.rollouts import next_token_views  # noqa: E402
+from sdpo_lite.course.models import load_model  # noqa: E402
 from sdpo_lite.reprompt import build_teacher_message  # noqa: E402
-from sdpo_lite.rewards import addition_reward_rich  # noqa: E402
+from sdpo_lite.course.rewards import addition_reward_rich  # noqa: E402
 
 
 def test_profiles(monkeypatch):
@@ -43,7 +46,9 @@ def test_train_run_and_reports(capsys):
     profile = choose_profile("tiny", steps=2)
     sdpo = train_run("SDPO", profile, addition_reward_rich, sdpo=SDPOConfig(distillation_topk=10),
                      learning_rate=1e-3, disable_tqdm=True, output_dir="/tmp/sdpo_course_test")
-    grpo = train_run("GRPO", profile, addition_reward_rich, disable_tqdm=True, output_dir="/tmp/sdpo_course_test")
+    grpo = train_run("GRPO", profile, addition_reward_rich, sdpo=SDPOConfig(enabled=False), disable_tqdm=True,
+                     output_dir="/tmp/sdpo_course_test")
+    assert not grpo.sdpo_enabled and sdpo.sdpo_enabled
     assert len(sdpo.history) == 2 and 0.0 <= sdpo.accuracy <= 1.0 and sdpo.seconds > 0
     assert sdpo.series("sdpo/frac_with_teacher") == [1.0, 1.0]  # rich feedback gives every rollout a teacher
     summarise_runs([sdpo, grpo], before=0.0)
@@ -74,7 +79,16 @@ def test_a_finished_run_frees_what_it_was_not_asked_to_keep():
         del run
     assert kept == {"records": (0, False, False), "model": (1, False, True), "all": (1, True, True)}
     with pytest.raises(ValueError, match="'records'"):
-        train_run("SDPO", profile, addition_reward_rich, keep="everything")
+        train_run("SDPO", profile, addition_reward_rich, sdpo=SDPOConfig(), keep="everything")
+
+
+def test_train_run_needs_an_explicit_sdpo_config():
+    """No silent GRPO: a run says what it trains (SDPOConfig(enabled=False) is GRPO)."""
+    profile = choose_profile("tiny", steps=1)
+    with pytest.raises(TypeError, match="sdpo"):
+        train_run("SDPO", profile, addition_reward_rich)
+    with pytest.raises(TypeError, match=r"SDPOConfig\(enabled=False\) for plain GRPO"):
+        train_run("SDPO", profile, addition_reward_rich, sdpo=None)
 
 
 @pytest.mark.slow
@@ -86,3 +100,17 @@ def test_a_lora_profile_trains_adapters_on_a_frozen_base():
     trainable = [n for n, p in run.model.named_parameters() if p.requires_grad]
     assert trainable and all("lora_" in n for n in trainable)
     assert run.trainer.teacher.uses_adapter and run.trainer.teacher.module is None  # no full-size teacher copy
+
+
+def test_parity_profiles(monkeypatch):
+    """Notebook 02's settings: choose_profile(task="parity") applies TASK_OVERRIDES["parity"], then yours."""
+    monkeypatch.setenv("SDPO_MODEL", "smollm2-135m")
+    cpu = choose_profile(task="parity")
+    assert cpu.name == "cpu" and cpu.model_name == "smollm2-135m"
+    assert cpu.max_completion_length == 24 and cpu.temperature == 0.7  # TASK_OVERRIDES["parity"]
+    assert cpu.learning_rate == cpu.sdpo_learning_rate  # the profile line shows the rate that is used
+    assert choose_profile(task="parity", steps=3).steps == 3
+    gpu = choose_profile("gpu", task="parity")
+    assert gpu.max_completion_length >= 256 and "not yet run on a GPU" in gpu.describe()
+    monkeypatch.setenv("SDPO_MODEL", "tiny")
+    assert choose_profile(task="parity").name == "tiny"

@@ -1,4 +1,4 @@
-"""sdpo_lite.data: the committed task files, schema validation, chat conversion, the addition checker."""
+"""sdpo_lite.course.tasks: the committed task files, schema validation, chat conversion, the addition checker."""
 from __future__ import annotations
 
 import importlib.util
@@ -8,16 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from sdpo_lite.data import (
-    TASKS,
-    TaskSpec,
-    addition_answer,
-    check_addition,
-    load_task,
-    register_task,
-    task_path,
-    to_conversational,
-)
+from sdpo_lite.course.tasks import (TASKS, TaskSpec, addition_answer, check_addition, load_task, register_task,
+                                    task_path, to_conversational)
 
 REPO = Path(__file__).resolve().parent.parent
 PROMPT = re.compile(r"What is (\d\d) \+ (\d\d)\? Answer with just the number\.")

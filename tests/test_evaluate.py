@@ -1,13 +1,13 @@
-"""sdpo_lite.evaluate: greedy batched accuracy on the tiny model, and record_result."""
+"""sdpo_lite.course.evaluate: greedy batched accuracy on the tiny model, and record_result."""
 from __future__ import annotations
 
 import json
 
 import pytest
 
-from sdpo_lite import evaluate
-from sdpo_lite.evaluate import EvalResult, accuracy, generate_greedy, record_result
-from sdpo_lite.models import load_model
+from sdpo_lite.course import evaluate
+from sdpo_lite.course.evaluate import EvalResult, accuracy, generate_greedy, record_result
+from sdpo_lite.course.models import load_model
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +45,7 @@ def test_batching_does_not_change_greedy_completions(tiny):
 
 def test_accuracy_scores_with_the_task_checker(tiny, monkeypatch):
     """With a stand-in generator that writes the right answer for every other problem: 50%."""
-    from sdpo_lite.data import load_task
+    from sdpo_lite.course.tasks import load_task
 
     answers = {row["prompt"]: row["expected"] for row in load_task("addition", "heldout")}
     calls = []

@@ -89,7 +89,7 @@ def test_sdpo_trainer_steps_on_a_softcapped_model():
     """End to end on a Gemma-2-shaped model with the tiny tokenizer: the loss is finite and the teacher differs."""
     from conftest import tiny_trainer
 
-    from sdpo_lite.models import load_model
+    from sdpo_lite.course.models import load_model
 
     _, tok = load_model("tiny", precision="fp32", device="cpu")
     torch.manual_seed(0)

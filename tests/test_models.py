@@ -1,4 +1,4 @@
-"""sdpo_lite.models: the tiny model, the embedded SmolLM2, Hub names offline, precision selection.
+"""sdpo_lite.course.models: the tiny model, the embedded SmolLM2, Hub names offline, precision selection.
 
 Nothing here touches the network: Hub access is either forced off (HF_HUB_OFFLINE) or monkeypatched.
 Every test builds into a temporary cache, so the results do not depend on the developer's cache.
@@ -11,17 +11,9 @@ import time
 import pytest
 import torch
 
-from sdpo_lite import models
-from sdpo_lite.models import (
-    CACHE_MARKER,
-    SMOLLM2_VERSION,
-    TINY_VERSION,
-    choose_precision,
-    default_model_name,
-    describe_model,
-    load_model,
-    precision_flags,
-)
+from sdpo_lite.course import models
+from sdpo_lite.course.models import (CACHE_MARKER, SMOLLM2_VERSION, TINY_VERSION, choose_precision, default_model_name,
+                                     describe_model, load_model, precision_flags)
 
 SAMPLES = [
     "What is 23 + 45? Answer with just the number.",
@@ -169,8 +161,8 @@ def test_smollm2_conversion_is_cached_and_reused(smollm2_cache, monkeypatch):
 
 
 def test_smollm2_answers_greedily(smollm2_cache, monkeypatch):
-    from sdpo_lite.data import addition_answer
-    from sdpo_lite.evaluate import generate_greedy
+    from sdpo_lite.course.tasks import addition_answer
+    from sdpo_lite.course.evaluate import generate_greedy
 
     monkeypatch.setenv("SDPO_CACHE", str(smollm2_cache))
     model, tok = load_model("smollm2-135m", verbose=False)

@@ -11,7 +11,7 @@ from conftest import tiny_trainer
 from trl import GRPOConfig
 
 from sdpo_lite import SDPOConfig
-from sdpo_lite.models import load_model
+from sdpo_lite.course.models import load_model
 from sdpo_lite.supported import (GRPO_LOSS_ONLY, launcher_problem, option_problems, refuse_unsupported,
                                  refuse_unsupported_state, zero_stage)
 

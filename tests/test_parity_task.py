@@ -12,8 +12,9 @@ import pytest
 from conftest import ROOT
 
 from sdpo_lite import SDPOConfig
-from sdpo_lite.data import TASKS, check_parity, load_task, parity_answer, split_thinking, task_path
-from sdpo_lite.rewards import parity_reward
+from sdpo_lite.course.tasks import TASKS, check_parity, load_task, parity_answer, task_path
+from sdpo_lite.reprompt import split_thinking
+from sdpo_lite.course.rewards import parity_reward
 
 PROMPT = re.compile(r"Is (\d{3}) even or odd\? Think inside <think></think>, then answer with one word: even or odd\.")
 
@@ -124,7 +125,7 @@ def test_parity_reward_takes_the_number_column_or_the_prompt():
 
 
 def test_parity_reward_feedback_reaches_sdpo_unchanged():
-    from sdpo_lite.trainer import split_reward_outputs
+    from sdpo_lite.rewards import split_reward_outputs
 
     out = parity_reward(["Is 5 even or odd?"] * 2, ["even", "odd"], expected=["odd", "odd"])
     scores, feedback = split_reward_outputs(out, 2, "parity_reward")
@@ -135,13 +136,13 @@ def test_parity_reward_feedback_reaches_sdpo_unchanged():
 # Demonstrations lose their thinking (SDPOConfig.thinking_tag), as notebook 02 shows
 # ------------------------------------------------------------------------------------------------
 def preview(config):
-    from sdpo_lite.models import load_model
-    from sdpo_lite.unsloth import teacher_preview
+    from sdpo_lite.course.models import load_model
+    from sdpo_lite.course.rollouts import teacher_records
 
     _, tokenizer = load_model("tiny", precision="fp32", device="cpu", verbose=False)
     completions = ["<think>347 ends in 7, an odd digit.</think> odd", "The answer is even."]
     out = parity_reward(["Is 347 even or odd?"] * 2, completions, expected=["odd", "odd"])
-    return teacher_preview("Is 347 even or odd?", completions, [o["score"] for o in out],
+    return teacher_records([{"role": "user", "content": "Is 347 even or odd?"}], completions, [o["score"] for o in out],
                            [o["feedback"] for o in out], tokenizer, config)
 
 

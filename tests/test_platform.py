@@ -17,7 +17,7 @@ import nbformat
 import pytest
 from conftest import ROOT
 
-from sdpo_lite import platform as plat
+from sdpo_lite.course import platform as plat
 
 sys.path.insert(0, str(ROOT / "scripts"))
 from notebook_cells import KEEP, LOCAL_MESSAGE, RUNTIME, setup_cell_source, wants_unsloth  # noqa: E402
@@ -419,7 +419,7 @@ def test_memory_limit_is_the_smallest_of_cgroup_jupyterhub_and_ram(tmp_path):
 
 
 def test_a_small_session_gets_the_lora_profile(monkeypatch):
-    from sdpo_lite import course
+    from sdpo_lite.course import recipes as course
 
     monkeypatch.setenv("SDPO_MODEL", "smollm2-135m")
     monkeypatch.setattr(plat, "memory_limit_bytes", lambda *a, **k: 2**31)  # Binder

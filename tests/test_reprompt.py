@@ -7,7 +7,7 @@ import pytest
 from conftest import shared_path
 
 from sdpo_lite.config import SDPOConfig
-from sdpo_lite.models import load_model
+from sdpo_lite.course.models import load_model
 from sdpo_lite.reprompt import (build_teacher_message, choose_demonstrations, demonstration_text, left_pad,
                                 plan_teachers, render_teacher_prompt, strip_thinking, teacher_conversation,
                                 tokenize_teacher_prompts)

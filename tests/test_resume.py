@@ -13,7 +13,7 @@ from peft import LoraConfig, get_peft_model
 from safetensors import safe_open
 
 from sdpo_lite import SDPOConfig
-from sdpo_lite.models import load_model
+from sdpo_lite.course.models import load_model
 from sdpo_lite.trainer import TEACHER_FILE
 
 N, K = 4, 2  # 4 prompts x 4 generations, batch 4: one prompt per step, one epoch in N steps

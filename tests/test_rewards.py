@@ -3,13 +3,8 @@ from __future__ import annotations
 
 import json
 
-from sdpo_lite.rewards import (
-    addition_reward,
-    addition_reward_rich,
-    code_execution_reward,
-    completion_text,
-    extract_code,
-)
+from sdpo_lite.course.rewards import (addition_reward, addition_reward_rich, code_execution_reward, completion_text,
+                                      extract_code)
 
 ADD_PROMPT = "Write a Python function add(a, b) that returns the sum of a and b."
 ADD_TESTS = [{"args": [1, 2], "expected": 3}, {"args": [10, -4], "expected": 6}, {"args": [0, 0], "expected": 0}]

@@ -1,4 +1,4 @@
-"""Hostile-code tests for sdpo_lite.sandbox: whatever the candidate does, we come back quickly and intact.
+"""Hostile-code tests for sdpo_lite.course.sandbox: whatever the candidate does, we come back quickly and intact.
 
 Short timeouts keep the file fast; every test also checks that nothing it started is still running.
 """
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from sdpo_lite.sandbox import ExecutionResult, run_batch, run_tests
+from sdpo_lite.course.sandbox import ExecutionResult, run_batch, run_tests
 
 ROOT = Path(__file__).resolve().parent.parent
 CHECKER = ROOT.parent / "shared" / "hostile" / "check_sandbox.py"

@@ -166,10 +166,11 @@ class LastFeedbackReward:
 
 
 def wrap(reward):
-    from sdpo_lite.trainer import _capture_feedback
+    """The wrapped reward and what it handed on: `kept.feedback` is the last call's feedback list."""
+    from sdpo_lite.rewards import capture_feedback
 
-    trainer = types.SimpleNamespace(_feedback=[None])
-    return trainer, _capture_feedback(trainer, 0, reward)
+    kept = types.SimpleNamespace(feedback=None)
+    return kept, capture_feedback(reward, lambda feedback: setattr(kept, "feedback", feedback))
 
 
 def call(wrapped, completions):
@@ -180,11 +181,11 @@ def test_last_feedback_of_a_callable_instance_is_used_and_reported_once(caplog):
     reward = LastFeedbackReward()
     trainer, wrapped = wrap(reward)
     assert wrapped.__name__ == "LastFeedbackReward" and not hasattr(wrapped, "last_feedback")  # no stale snapshot
-    with caplog.at_level(logging.WARNING, logger="sdpo_lite.trainer"):
+    with caplog.at_level(logging.WARNING, logger="sdpo_lite.rewards"):
         assert call(wrapped, ["ok", "no"]) == [1.0, 0.0]
-        assert trainer._feedback[0] == ["", "wrong: no"]
+        assert trainer.feedback == ["", "wrong: no"]
         assert call(wrapped, ["x", "ok", "y"]) == [0.0, 1.0, 0.0]
-        assert trainer._feedback[0] == ["wrong: x", "", "wrong: y"]
+        assert trainer.feedback == ["wrong: x", "", "wrong: y"]
     told = [r.getMessage() for r in caplog.records if "last_feedback" in r.getMessage()]
     assert len(told) == 1 and "'score': float, 'feedback': str" in told[0]
 
@@ -196,7 +197,7 @@ def test_last_feedback_on_a_plain_function_and_a_partial():
 
     trainer, wrapped = wrap(functools.partial(scored, bonus=0.5))
     assert wrapped.__name__ == "scored"
-    assert call(wrapped, ["ok", "no"]) == [1.5, 0.5] and trainer._feedback[0] == [None, "nope"]
+    assert call(wrapped, ["ok", "no"]) == [1.5, 0.5] and trainer.feedback == [None, "nope"]
 
 
 def test_dicts_win_and_an_empty_last_feedback_means_none(caplog):
@@ -208,10 +209,10 @@ def test_dicts_win_and_an_empty_last_feedback_means_none(caplog):
 
     trainer, wrapped = wrap(Both())
     call(wrapped, ["a"])
-    assert trainer._feedback[0] == ["from the dict"]
-    with caplog.at_level(logging.WARNING, logger="sdpo_lite.trainer"):
+    assert trainer.feedback == ["from the dict"]
+    with caplog.at_level(logging.WARNING, logger="sdpo_lite.rewards"):
         trainer, wrapped = wrap(LastFeedbackReward(feedback=lambda completions: []))  # declared, never filled
-        assert call(wrapped, ["ok", "no"]) == [1.0, 0.0] and trainer._feedback[0] == [None, None]
+        assert call(wrapped, ["ok", "no"]) == [1.0, 0.0] and trainer.feedback == [None, None]
     assert not [r for r in caplog.records if "last_feedback" in r.getMessage()]
 
 
@@ -307,7 +308,7 @@ def sdpo_rl_class(seen):
 
 @pytest.fixture(scope="module")
 def tiny_model():
-    from sdpo_lite.models import load_model
+    from sdpo_lite.course.models import load_model
 
     return load_model("tiny", precision="fp32", device="cpu")
 

@@ -5,7 +5,7 @@ from conftest import tiny_trainer
 from peft import LoraConfig, get_peft_model
 
 from sdpo_lite import SDPOConfig
-from sdpo_lite.models import load_model
+from sdpo_lite.course.models import load_model
 from sdpo_lite.teacher import TEACHER_ADAPTER, Teacher
 
 

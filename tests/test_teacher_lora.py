@@ -6,7 +6,7 @@ from peft import LoraConfig, get_peft_model
 
 from sdpo_lite import SDPOConfig
 from sdpo_lite.loss import teacher_logprobs_at
-from sdpo_lite.models import load_model
+from sdpo_lite.course.models import load_model
 from sdpo_lite.teacher import TEACHER_ADAPTER, Teacher, backbone_hidden_states
 
 

@@ -8,8 +8,8 @@ from datasets import Dataset
 from trl import GRPOTrainer
 
 from sdpo_lite import SDPOConfig
-from sdpo_lite.models import load_model
-from sdpo_lite.trainer import split_reward_outputs
+from sdpo_lite.course.models import load_model
+from sdpo_lite.rewards import split_reward_outputs
 
 
 def text_of(completion):

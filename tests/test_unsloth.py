@@ -1,4 +1,4 @@
-"""sdpo_lite.unsloth and the import-order-proof trainer base.
+"""sdpo_lite.course.unsloth and the import-order-proof trainer base (sdpo_lite.compat).
 
 CI has no GPU and no Unsloth, so three kinds of checks live here:
   * the CPU fallback of `load_for_sdpo` for real (tiny model, transformers + PEFT);
@@ -18,13 +18,14 @@ import pytest
 import torch
 from conftest import ROOT
 
-import sdpo_lite.unsloth as su
+import sdpo_lite.course.unsloth as su
+from sdpo_lite import compat
 from sdpo_lite import trainer as trainer_module
 from sdpo_lite.teacher import TEACHER_ADAPTER
 
 SCRIPT = ROOT / "tests" / "scripts" / "unsloth_order.py"
 STAND_IN = ROOT / "tests" / "stand_ins"
-GENUINE = {"trl.trainer.grpo_trainer.GRPOTrainer", f"{trainer_module.GENUINE_COPY}.GRPOTrainer"}
+GENUINE = {"trl.trainer.grpo_trainer.GRPOTrainer", f"{compat.GENUINE_COPY}.GRPOTrainer"}
 # trl.GRPOTrainer's MRO after the real unsloth 2026.10.9 patched it (measured on a CPU with SDPO_UNSLOTH_PYTHON);
 # the stand-in must reproduce it.
 UNSLOTH_MRO = ["UnslothGRPOTrainer.UnslothGRPOTrainer", "UnslothGRPOTrainer._UnslothGRPOTrainer",
@@ -90,7 +91,7 @@ class RecordingUnsloth(types.ModuleType):
         class FastLanguageModel:
             @staticmethod
             def from_pretrained(**kwargs):
-                from sdpo_lite.models import load_model
+                from sdpo_lite.course.models import load_model
 
                 recorder.calls.append(("from_pretrained", kwargs))
                 return load_model(kwargs["model_name"], precision="fp32", device="cpu", verbose=False)
@@ -169,7 +170,7 @@ def test_trainer_base_report_in_a_plain_process():
 def test_pristine_trl_gives_its_own_class():
     import trl.trainer.grpo_trainer as grpo
 
-    assert trainer_module._genuine_grpo_trainer() is grpo.GRPOTrainer
+    assert compat.genuine_grpo_trainer() is grpo.GRPOTrainer
     assert trainer_module.SDPOTrainer.__mro__[1] is grpo.GRPOTrainer
 
 
@@ -179,13 +180,13 @@ def test_a_replaced_class_is_bypassed_by_a_fresh_copy(monkeypatch):
     original = grpo.GRPOTrainer
     impostor = type("UnslothGRPOTrainer", (original.__mro__[1],), {"__module__": "UnslothGRPOTrainer"})
     monkeypatch.setattr(grpo, "GRPOTrainer", impostor)
-    monkeypatch.delitem(sys.modules, trainer_module.GENUINE_COPY, raising=False)  # removed again afterwards
-    recovered = trainer_module._genuine_grpo_trainer()
+    monkeypatch.delitem(sys.modules, compat.GENUINE_COPY, raising=False)  # removed again afterwards
+    recovered = compat.genuine_grpo_trainer()
     assert recovered not in (impostor, original)
-    assert (recovered.__module__, recovered.__qualname__) == (trainer_module.GENUINE_COPY, "GRPOTrainer")
+    assert (recovered.__module__, recovered.__qualname__) == (compat.GENUINE_COPY, "GRPOTrainer")
     assert recovered.__mro__[1:] == original.__mro__[1:]  # the same _BaseTrainer, Trainer, ...
     assert recovered._compute_loss.__code__.co_code == original._compute_loss.__code__.co_code
-    assert trainer_module._genuine_grpo_trainer() is recovered  # loaded once
+    assert compat.genuine_grpo_trainer() is recovered  # loaded once
 
 
 def test_no_copy_possible_fails_with_the_fix(monkeypatch, tmp_path):
@@ -195,10 +196,10 @@ def test_no_copy_possible_fails_with_the_fix(monkeypatch, tmp_path):
     (tmp_path / "grpo_trainer.py").write_text("raise RuntimeError('not TRL')\n")
     monkeypatch.setattr(grpo, "GRPOTrainer", type("UnslothGRPOTrainer", (), {}))
     monkeypatch.setattr(trl.trainer, "__file__", str(tmp_path / "__init__.py"))
-    monkeypatch.delitem(sys.modules, trainer_module.GENUINE_COPY, raising=False)
+    monkeypatch.delitem(sys.modules, compat.GENUINE_COPY, raising=False)
     with pytest.raises(ImportError, match=r"import sdpo_lite\.trainer BEFORE `import unsloth`") as err:
-        trainer_module._genuine_grpo_trainer()
-    assert "not TRL" in str(err.value) and trainer_module.GENUINE_COPY not in sys.modules
+        compat.genuine_grpo_trainer()
+    assert "not TRL" in str(err.value) and compat.GENUINE_COPY not in sys.modules
 
 
 # --------------------------------------------------------------------------------------------------
@@ -242,7 +243,7 @@ def test_import_order_with_the_stand_in(stand_in_runs, order):
     assert result["stand_in"] and result["config_class"].endswith("UnslothGRPOConfig")
     check_sdpo_trained_on_trls_class(result, patched=True)
     expected_base = "trl.trainer.grpo_trainer.GRPOTrainer" if order == "sdpo-first" else \
-        f"{trainer_module.GENUINE_COPY}.GRPOTrainer"  # captured before the patch / recovered after it
+        f"{compat.GENUINE_COPY}.GRPOTrainer"  # captured before the patch / recovered after it
     assert result["mro"][1] == expected_base
 
 
@@ -271,24 +272,9 @@ def test_import_order_with_the_real_unsloth(tmp_path):
     assert runs["unsloth-first"]["losses"] == pytest.approx(runs["sdpo-first"]["losses"], rel=1e-6)
 
 
-# --------------------------------------------------------------------------------------------------
-# Notebook 02's recipe
-# --------------------------------------------------------------------------------------------------
-def test_parity_profiles(monkeypatch):
-    monkeypatch.setenv("SDPO_MODEL", "smollm2-135m")
-    cpu = su.parity_profile()
-    assert cpu.name == "cpu" and cpu.model_name == "smollm2-135m"
-    assert cpu.max_completion_length == 24 and cpu.temperature == 0.7  # course.TASK_OVERRIDES["parity"]
-    assert cpu.learning_rate == cpu.sdpo_learning_rate  # the profile line shows the rate that is used
-    assert su.parity_profile(steps=3).steps == 3
-    gpu = su.parity_profile("gpu")
-    assert gpu.max_completion_length >= 256 and "not yet run on a GPU" in gpu.describe()
-    monkeypatch.setenv("SDPO_MODEL", "tiny")
-    assert su.parity_profile().name == "tiny"
-
-
 def test_importing_the_module_leaves_trl_for_later():
     """import_unsloth() must be able to run before trl, transformers and peft are imported (Unsloth asks for that)."""
-    code = "import sys, sdpo_lite.unsloth; print([m for m in ('trl', 'transformers', 'peft') if m in sys.modules])"
+    code = ("import sys, sdpo_lite.course.unsloth; "
+            "print([m for m in ('trl', 'transformers', 'peft') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -12,7 +12,7 @@ from datasets import Dataset
 from trl import GRPOConfig
 
 from sdpo_lite import SDPOConfig, SDPOTrainer
-from sdpo_lite.models import load_model
+from sdpo_lite.course.models import load_model
 
 out_path, per_device, accum = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 G, T = 8, 6

@@ -48,7 +48,7 @@ from datasets import Dataset  # noqa: E402
 
 from sdpo_lite import SDPOConfig  # noqa: E402
 from sdpo_lite.trainer import SDPOTrainer  # noqa: E402
-from sdpo_lite.unsloth import grpo_overrides, load_for_sdpo  # noqa: E402
+from sdpo_lite.course.unsloth import grpo_overrides, load_for_sdpo  # noqa: E402
 
 loaded = load_for_sdpo("tiny", precision="fp32", verbose=False)
 dataset = Dataset.from_list([{"prompt": [{"role": "user", "content": f"What is {a} + {b}?"}]}

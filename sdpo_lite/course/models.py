@@ -45,6 +45,10 @@ __all__ = [
     "describe_model",
     "hub_reachable",
     "cache_dir",
+    "resolve_source",
+    "prepare_for_generation",
+    "add_lora",
+    "LORA_TARGETS",
     "BUILTIN_MODELS",
     "GPU_DEFAULT_MODEL",
 ]
@@ -425,7 +429,7 @@ def _in_local_hf_cache(repo_id: str) -> bool:
     return isinstance(found, str)
 
 
-def _resolve_source(name: str, hub: bool) -> tuple[str, dict[str, Any]]:
+def resolve_source(name: str, hub: bool) -> tuple[str, dict[str, Any]]:
     """Map a name to something ``from_pretrained`` understands, plus extra loading kwargs.
 
     Fails fast, with the choices that do work, when an uncached Hub id is asked for offline: the
@@ -490,19 +494,19 @@ def load_model(
     dtype = kwargs.pop("dtype", None) or _dtype_for(precision)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
 
-    source, extra = _resolve_source(name, hub)
+    source, extra = resolve_source(name, hub)
     local = Path(source).is_dir()
     with _quiet() if local else contextlib.nullcontext():
         tokenizer = AutoTokenizer.from_pretrained(source, **extra)
         model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **extra, **kwargs)
-    _prepare_for_generation(model, tokenizer)
+    prepare_for_generation(model, tokenizer)
     model.to(device)
     if verbose:
         print(f"Loaded {name} ({reason}): {describe_model(model)}")
     return model, tokenizer
 
 
-def _prepare_for_generation(model, tokenizer) -> None:
+def prepare_for_generation(model, tokenizer) -> None:
     """Make sure batching (pad) and stopping (eos) work for any checkpoint, and decoding is quiet.
 
     transformers 5 ignores ``clean_up_tokenization_spaces=True`` on BPE tokenizers (it would corrupt
@@ -527,3 +531,21 @@ def describe_model(model) -> str:
     param = next(model.parameters())
     dtype = str(param.dtype).removeprefix("torch.")
     return f"{type(model).__name__}, {size} parameters, {dtype} on {param.device.type}"
+
+
+# --------------------------------------------------------------------------------------------------
+# LoRA
+# --------------------------------------------------------------------------------------------------
+#: Every attention and MLP projection of a Llama/Qwen-style block: what Unsloth's examples adapt.
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+def add_lora(model, rank: int = 16, alpha: int | None = None):
+    """PEFT LoRA adapters (rank `rank`, alpha 2 x rank unless given, no dropout) on LORA_TARGETS; the base frozen."""
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(r=rank, lora_alpha=alpha or 2 * rank, lora_dropout=0.0, bias="none",
+                        target_modules=list(LORA_TARGETS), task_type="CAUSAL_LM")
+    with torch.random.fork_rng(devices=[]):  # the adapters' random init from a fixed seed, as Unsloth's random_state
+        torch.manual_seed(0)
+        return get_peft_model(model, config)

@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 REPO_URL = "https://github.com/sdpo-course/sdpo-course"  # kept equal to pyproject.toml by a test
 BRANCH = "main"
-PYPROJECT = Path(__file__).resolve().parent.parent / "pyproject.toml"
+PYPROJECT = Path(__file__).resolve().parents[2] / "pyproject.toml"  # sdpo_lite/course/platform.py -> the checkout
 FIRST_NOTEBOOK = "notebooks/00_setup_and_baseline.ipynb"
 
 # Environment variables that only these platforms set (any one of them is enough).

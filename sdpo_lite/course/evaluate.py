@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from sdpo_lite.data import TASKS, load_task
+from sdpo_lite.course.tasks import TASKS, load_task
 
 __all__ = ["EvalResult", "accuracy", "generate_greedy", "record_result"]
 

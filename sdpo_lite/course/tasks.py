@@ -17,6 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+from sdpo_lite.course.sandbox import run_tests
+from sdpo_lite.reprompt import split_thinking
+
 if TYPE_CHECKING:  # datasets is imported lazily: it is slow to import and the checkers don't need it
     from datasets import Dataset
 
@@ -31,9 +34,13 @@ __all__ = [
     "write_splits",
     "load_task",
     "to_conversational",
+    "completion_text",
     "addition_answer",
     "check_addition",
+    "extract_code",
     "check_code",
+    "parity_answer",
+    "check_parity",
 ]
 
 
@@ -77,7 +84,7 @@ def data_root(data_dir: str | os.PathLike | None = None) -> Path:
         return Path(data_dir)
     if os.environ.get("SDPO_DATA"):
         return Path(os.environ["SDPO_DATA"])
-    return Path(__file__).resolve().parent.parent / "data"
+    return Path(__file__).resolve().parents[2] / "data"  # sdpo_lite/course/tasks.py -> the checkout
 
 
 def task_path(name: str, split: str, data_dir: str | os.PathLike | None = None) -> Path:
@@ -225,13 +232,54 @@ register_task(
 # --------------------------------------------------------------------------------------------------
 # The code task
 # --------------------------------------------------------------------------------------------------
+def completion_text(completion) -> str:
+    """The text of a completion: a string, a chat-message list, a single message, or content parts.
+
+    For a message list we join the assistant messages (normally there is exactly one).
+    """
+    if completion is None:
+        return ""
+    if isinstance(completion, str):
+        return completion
+    if isinstance(completion, dict):
+        return _content_text(completion.get("content", ""))
+    if isinstance(completion, (list, tuple)):
+        messages = [m for m in completion if isinstance(m, dict)]
+        assistant = [m for m in messages if m.get("role", "assistant") == "assistant"]
+        chosen = assistant or messages[-1:]
+        return "\n".join(_content_text(m.get("content", "")) for m in chosen)
+    return str(completion)
+
+
+def _content_text(content) -> str:
+    """Message content may be a string or a list of parts like ``{"type": "text", "text": ...}``."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(p.get("text", "") if isinstance(p, dict) else str(p) for p in content)
+    return "" if content is None else str(content)
+
+
+_FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+.-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
+
+
+def extract_code(text: str) -> str:
+    """The program in a completion: the first fenced block if there is one, else the whole text.
+
+    A reasoning model's ``<think>...</think>`` part is dropped first. A fence the model never
+    closed (generation hit the token limit) still counts: we take everything after it.
+    """
+    _, after = split_thinking(text or "")
+    text = text or "" if after is None else after  # an unclosed <think>: no answer yet, so read the whole text
+    match = _FENCE.search(text)
+    if match:
+        return match.group(2).rstrip() + "\n"
+    return text
+
+
 def check_code(completion: str, row: dict) -> bool:
     """Whether the completion's code passes every test of ``row``, run in the sandbox (never in this process)."""
-    from sdpo_lite.rewards import code_execution_reward
-
-    result = code_execution_reward([row["prompt"]], [completion], entry_point=[row["entry_point"]],
-                                   tests=[row["tests"]])[0]
-    return result["score"] == 1.0
+    return run_tests(extract_code(completion_text(completion)), row["entry_point"], row["tests"]).score == 1.0
 
 
 register_task(
@@ -251,22 +299,6 @@ register_task(
 # --------------------------------------------------------------------------------------------------
 _PARITY_WORD = re.compile(r"\b(even|odd)\b", re.IGNORECASE)
 _ECHO = re.compile(r"\b(even\s+or\s+odd|odd\s+or\s+even)\b", re.IGNORECASE)
-
-
-def split_thinking(text: str, tag: str = "think") -> tuple[str | None, str | None]:
-    """``(thinking, answer)`` of a completion: the text inside the last ``<tag>...</tag>`` and the text after it.
-
-    No tags at all: ``(None, text)``, the whole text is the answer. An opened tag that is never closed (the model
-    ran out of tokens while thinking): ``(rest, None)``, there is no answer yet.
-    """
-    text = text or ""
-    close = f"</{tag}>"
-    if close in text:
-        before, answer = text.rsplit(close, 1)
-        return before.rsplit(f"<{tag}>", 1)[-1], answer
-    if f"<{tag}>" in text:
-        return text.rsplit(f"<{tag}>", 1)[1], None
-    return None, text
 
 
 def parity_answer(text: str) -> str | None:

@@ -1,4 +1,5 @@
-"""sdpo_lite.viz: the numbers behind the views are the trainer's loss, the HTML is exact and escaped, widgets react."""
+"""sdpo_lite.course.views and .widgets: the numbers behind the views are the trainer's loss, the HTML is exact and
+escaped, widgets react."""
 from html.parser import HTMLParser
 
 import pytest
@@ -6,7 +7,7 @@ import torch
 from conftest import tiny_trainer
 
 from sdpo_lite import SDPOConfig
-from sdpo_lite import viz
+from sdpo_lite.course import views, widgets
 from sdpo_lite.loss import distillation_loss
 from sdpo_lite.reprompt import RolloutRecord, build_teacher_message
 
@@ -43,8 +44,8 @@ def student_ids(tok, prompt):
 def test_per_token_numbers_are_the_trainers_loss(trainer, which):
     """With trainer.teacher (the EMA copy): per_token_loss == distillation_loss(...).per_token on full logits."""
     record = trainer.last_rollouts[which]
-    tok, model, settings = trainer.processing_class, trainer.model, viz.trainer_settings(trainer)
-    view = viz.distribution_view(model, tok, record, **settings)
+    tok, model, settings = trainer.processing_class, trainer.model, views.trainer_settings(trainer)
+    view = views.distribution_view(model, tok, record, **settings)
     y = record.completion_ids
     s = full_logits(model, tok, student_ids(tok, record.prompt), y)
     t = full_logits(trainer.teacher.module, tok, tok(record.teacher_prompt, add_special_tokens=False)["input_ids"], y)
@@ -62,7 +63,7 @@ def test_per_token_numbers_are_the_trainers_loss(trainer, which):
 def test_same_model_is_the_teacher_without_one(trainer):
     """teacher=None: the same network reads the teacher prompt; other alpha/topk/temperature are honoured."""
     record, tok, model = trainer.last_rollouts[1], trainer.processing_class, trainer.model
-    view = viz.distribution_view(model, tok, record, alpha=1.0, topk=5, add_tail=False, temperature=0.7, k=3)
+    view = views.distribution_view(model, tok, record, alpha=1.0, topk=5, add_tail=False, temperature=0.7, k=3)
     y = record.completion_ids
     s = full_logits(model, tok, student_ids(tok, record.prompt), y)
     t = full_logits(model, tok, tok(record.teacher_prompt, add_special_tokens=False)["input_ids"], y)
@@ -73,15 +74,15 @@ def test_same_model_is_the_teacher_without_one(trainer):
 
 
 def test_tail_is_one_minus_the_top_k(trainer):
-    view = viz.distribution_view(trainer.model, trainer.processing_class, trainer.last_rollouts[0],
-                                 **viz.trainer_settings(trainer))
+    view = views.distribution_view(trainer.model, trainer.processing_class, trainer.last_rollouts[0],
+                                 **views.trainer_settings(trainer))
     for t in range(len(view)):
         for top, tail in ((view.student_top[t], view.student_tail[t]), (view.teacher_top[t], view.teacher_tail[t])):
             assert tail == pytest.approx(1.0 - sum(p for _, _, p in top), abs=1e-6)
             assert all(a[2] >= b[2] for a, b in zip(top, top[1:]))  # best first
     # ... and the chart's last bar on each side is that tail
     t = 2
-    fig = viz.distribution_figure(view, t)
+    fig = views.distribution_figure(view, t)
     student_ax, teacher_ax = fig.axes[:2]
     assert student_ax.patches[-1].get_width() == pytest.approx(view.student_tail[t])
     assert teacher_ax.patches[-1].get_width() == pytest.approx(view.teacher_tail[t])
@@ -120,7 +121,7 @@ def test_teacher_prompt_highlights_exactly_the_inserted_text(trainer):
     for r in trainer.last_rollouts:
         expected = {name: r.teacher_message[slice(*span)] for name, span in r.spans.items()}
         assert expected  # every rollout here has a teacher
-        assert marks_of(viz.teacher_prompt_html(r)) == expected
+        assert marks_of(views.teacher_prompt_html(r)) == expected
         if r.feedback_used:
             assert expected["feedback"] == r.feedback
         kinds.add((r.demo_used, r.feedback_used))
@@ -134,22 +135,22 @@ def test_teacher_prompt_escapes_and_notes():
     record = RolloutRecord(prompt=prompt, completion="<no>", score=0.0, feedback=fb, group=3, teacher_message=message,
                            teacher_prompt=message, spans=spans, demo_used=True, feedback_used=True,
                            thinking_stripped=True)
-    text = viz.teacher_prompt_html(record)
+    text = views.teacher_prompt_html(record)
     assert "<script>" not in text and "<i>" not in text and "<brief>" not in text
     assert marks_of(text) == {"demonstration": demo, "feedback": fb}
     assert "thinking stripped" in text and "BE &lt;BRIEF&gt;." not in text and "Be &lt;brief&gt;." in text
     none = RolloutRecord(prompt="plain <p>", completion="x", score=0.0, feedback=None, group=0)
-    assert "masked out" in viz.teacher_prompt_html(none) and marks_of(viz.teacher_prompt_html(none)) == {}
-    assert "<p>" not in viz.rollouts_html([record, none])
+    assert "masked out" in views.teacher_prompt_html(none) and marks_of(views.teacher_prompt_html(none)) == {}
+    assert "<p>" not in views.rollouts_html([record, none])
 
 
 def test_token_strip_escapes_and_colours(trainer):
-    view = viz.distribution_view(trainer.model, trainer.processing_class, trainer.last_rollouts[0])
+    view = views.distribution_view(trainer.model, trainer.processing_class, trainer.last_rollouts[0])
     view.tokens[0] = "<b>&"
-    text = viz.token_strip_html(view, selected=1)
+    text = views.token_strip_html(view, selected=1)
     assert "&lt;b&gt;&amp;" in text and "<b>&" not in text
     assert text.count("data-pos=") == len(view) and "outline:3px" in text
-    colours = viz.divergence_colors([0.0, 0.5, 1.0])
+    colours = views.divergence_colors([0.0, 0.5, 1.0])
     assert colours[0][0] != colours[2][0] and len({c for c, _ in colours}) == 3
 
 
@@ -157,7 +158,8 @@ def test_distribution_widget_reacts_to_the_slider_and_the_tokens(trainer):
     import ipywidgets as w
 
     record = trainer.last_rollouts[1]
-    widget = viz.show_distributions(trainer.model, trainer.processing_class, record, **viz.trainer_settings(trainer))
+    settings = views.trainer_settings(trainer)
+    widget = widgets.show_distributions(trainer.model, trainer.processing_class, record, **settings)
     assert isinstance(widget, w.VBox) and isinstance(widget.slider, w.IntSlider)
     assert widget.slider.max == len(record.completion_ids) - 1 and len(widget.buttons) == len(record.completion_ids)
     assert widget.slider.value == widget.view.argmax()
@@ -175,17 +177,18 @@ def test_static_forms(trainer):
     from IPython.display import HTML
 
     record = trainer.last_rollouts[0]
-    static = viz.show_distributions(trainer.model, trainer.processing_class, record, static=True, position=1)
+    static = widgets.show_distributions(trainer.model, trainer.processing_class, record, static=True, position=1)
     assert isinstance(static, HTML) and 'src="data:image/png;base64,' in static.data and "position 1" in static.data
-    assert isinstance(viz.show_teacher_prompt(record, static=True), HTML)
-    assert isinstance(viz.show_teacher_prompt(record), __import__("ipywidgets").HTML)
-    browse = viz.browse_rollouts(trainer.last_rollouts, static=True).data
+    assert isinstance(widgets.show_teacher_prompt(record, static=True), HTML)
+    assert isinstance(widgets.show_teacher_prompt(record), __import__("ipywidgets").HTML)
+    browse = widgets.browse_rollouts(trainer.last_rollouts, static=True).data
     assert browse.count("<details") == 4 and "&lt;b&gt;" in browse
 
 
 def test_rollout_browser(trainer):
     records = trainer.last_rollouts
-    browser = viz.browse_rollouts(records, trainer.model, trainer.processing_class, **viz.trainer_settings(trainer))
+    settings = views.trainer_settings(trainer)
+    browser = widgets.browse_rollouts(records, trainer.model, trainer.processing_class, **settings)
     assert [v for _, v in browser.group.options] == [0, 1]
     assert [v for _, v in browser.rollout.options] == [0, 1]
     first = browser.details.value
@@ -194,14 +197,14 @@ def test_rollout_browser(trainer):
     assert len(browser.distributions.children) == 1
     browser.group.value = 1
     assert [v for _, v in browser.rollout.options] == [2, 3] and browser.rollout.value == 2
-    assert browser.details.value == viz.rollout_html(records[2])
+    assert browser.details.value == views.rollout_html(records[2])
     browser.rollout.value = 3
-    assert browser.details.value == viz.rollout_html(records[3])
+    assert browser.details.value == views.rollout_html(records[3])
     assert browser.distributions.children[0].view.token_ids == records[3].completion_ids
-    plain = viz.browse_rollouts(records)  # no model: details only
+    plain = widgets.browse_rollouts(records)  # no model: details only
     assert plain.distributions.children == ()
     with pytest.raises(ValueError, match="no rollouts"):
-        viz.browse_rollouts([])
+        widgets.browse_rollouts([])
 
 
 # Colab keeps ipywidgets 7.7.1 (our pin is 8.1.9): the public synced traits it defines for the classes viz builds,
@@ -263,16 +266,16 @@ def test_widgets_use_only_traits_colabs_ipywidgets_7_has(trainer):
     """Every trait viz sets exists in ipywidgets 7.7.1 (Colab), else 7.x silently drops it (dark text on dark
     token buttons); the token text colour comes from CSS classes instead, which both versions render."""
     records, tok, model = trainer.last_rollouts, trainer.processing_class, trainer.model
-    widget = viz.show_distributions(model, tok, records[1], **viz.trainer_settings(trainer))
+    widget = widgets.show_distributions(model, tok, records[1], **views.trainer_settings(trainer))
     widget.slider.value = (widget.slider.value + 1) % len(widget.view)  # selected and unselected buttons both seen
-    browser = viz.browse_rollouts(records, model, tok, **viz.trainer_settings(trainer))
-    used = set().union(*map(traits_set_by_viz, [widget, browser, viz.show_teacher_prompt(records[0])]))
+    browser = widgets.browse_rollouts(records, model, tok, **views.trainer_settings(trainer))
+    used = set().union(*map(traits_set_by_viz, [widget, browser, widgets.show_teacher_prompt(records[0])]))
     missing = sorted((cls, t) for cls, t in used if t not in IPYWIDGETS_7_TRAITS.get(cls, ()))
     assert not missing, f"ipywidgets 7.7.1 (Colab) lacks {missing}"
     assert {("ButtonStyle", "button_color"), ("Layout", "border"), ("IntSlider", "value")} <= used  # it looked
     # each token's text colour is a CSS class chosen for its background, styled by the header's <style>
-    for b, (bg, fg) in zip(widget.buttons, viz.divergence_colors(widget.view.per_token_loss)):
+    for b, (bg, fg) in zip(widget.buttons, views.divergence_colors(widget.view.per_token_loss)):
         assert b.style.button_color == bg
         assert b._dom_classes == ("sdpo-light-text" if fg == "#ffffff" else "sdpo-dark-text",)
-    assert widget.children[0].value.startswith(viz.TOKEN_CSS)
-    assert ".sdpo-light-text{color:#fff" in viz.TOKEN_CSS and ".sdpo-dark-text{color:#000" in viz.TOKEN_CSS
+    assert widget.children[0].value.startswith(views.TOKEN_CSS)
+    assert ".sdpo-light-text{color:#fff" in views.TOKEN_CSS and ".sdpo-dark-text{color:#000" in views.TOKEN_CSS

@@ -2,12 +2,12 @@
 
 What Unsloth changes, and where it lives:
   * the frozen base weights are stored in 4 bit (bitsandbytes NF4), about a quarter of their bf16 size;
-  * only LoRA adapters train: rank 16 on every attention and MLP projection (LORA_TARGETS);
+  * only LoRA adapters train: rank 16 on every attention and MLP projection (`models.LORA_TARGETS`);
   * hand-written kernels for the LoRA layers, RoPE, RMSNorm and the loss, and its "unsloth" gradient checkpointing,
     which parks activations in CPU RAM;
   * an 8-bit AdamW (bitsandbytes) keeps the adapters' optimiser state small.
 All of that lives in the model and the optimiser. The trainer stays TRL's own GRPOTrainer: Unsloth's generated
-trainer replaces the loss that SDPO overrides (see `sdpo_lite.trainer._genuine_grpo_trainer`, docs/unsloth.md).
+trainer replaces the loss that SDPO overrides (see `sdpo_lite.compat.genuine_grpo_trainer`, docs/unsloth.md).
 
 Under LoRA the SDPO teacher is a second adapter, "sdpo_teacher", on the same (possibly 4-bit) base: EMA costs two
 small adapters, never a second copy of the model (`sdpo_lite.teacher`).
@@ -26,11 +26,11 @@ from typing import Any
 
 import torch
 
-__all__ = ["LORA_TARGETS", "LoadedModel", "unsloth_status", "import_unsloth", "load_for_sdpo", "add_lora",
-           "choose_optimizer", "grpo_overrides", "memory_report", "trainer_base_report", "parity_profile", "teacher_preview"]
+from sdpo_lite.course.models import LORA_TARGETS, add_lora
 
-#: Every attention and MLP projection of a Llama/Qwen-style block: what Unsloth's examples adapt.
-LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+__all__ = ["LoadedModel", "unsloth_status", "import_unsloth", "load_for_sdpo", "choose_optimizer", "grpo_overrides",
+           "memory_report", "trainer_base_report"]
+
 
 
 @dataclass
@@ -91,7 +91,7 @@ def import_unsloth(patch_rl: bool = True):
     """Import unsloth (and run ``PatchFastRL("GRPO", FastLanguageModel)``) if it is usable here; else None.
 
     Call it first, before anything imports trl, transformers or peft: Unsloth patches them at import and warns
-    when it comes too late. SDPOTrainer works in either order (`sdpo_lite.trainer._genuine_grpo_trainer`).
+    when it comes too late. SDPOTrainer works in either order (`sdpo_lite.compat.genuine_grpo_trainer`).
     """
     return _import_unsloth(patch_rl)[0]
 
@@ -105,11 +105,11 @@ def load_for_sdpo(name: str | None = None, *, max_seq_length: int = 1024, lora_r
     """A LoRA model and its tokenizer for SDPOTrainer: Unsloth's 4-bit QLoRA when it can, else transformers + PEFT.
 
     Both paths put LoRA adapters (rank `lora_rank`, alpha 2 x rank unless given, no dropout) on LORA_TARGETS and
-    freeze the base. `name`, `precision` and `device` (the fallback's) as in `sdpo_lite.models.load_model`; name None
-    is chosen from the hardware. `use_unsloth`: None = when usable, False = never, True = required (raises with the
+    freeze the base. `name`, `precision` and `device` (the fallback's) as in `sdpo_lite.course.models.load_model`;
+    name None is chosen from the hardware. `use_unsloth`: None = when usable, False = never, True = required (raises with the
     reason when it is not usable).
     """
-    from sdpo_lite.models import default_model_choice
+    from sdpo_lite.course.models import default_model_choice
 
     name = name or default_model_choice()[0]
     alpha = lora_alpha or 2 * lora_rank
@@ -129,36 +129,25 @@ def load_for_sdpo(name: str | None = None, *, max_seq_length: int = 1024, lora_r
 def _load_with_unsloth(name, max_seq_length, rank, alpha, why, verbose) -> LoadedModel:
     from unsloth import FastLanguageModel
 
-    from sdpo_lite.models import BUILTIN_MODELS, _prepare_for_generation, _resolve_source
+    from sdpo_lite.course.models import BUILTIN_MODELS, prepare_for_generation, resolve_source
 
-    source = _resolve_source(name, hub=False)[0] if name.lower() in BUILTIN_MODELS else name  # a local folder
+    source = resolve_source(name, hub=False)[0] if name.lower() in BUILTIN_MODELS else name  # a local folder
     model, tokenizer = FastLanguageModel.from_pretrained(model_name=source, max_seq_length=max_seq_length,
                                                          load_in_4bit=True, dtype=None)  # dtype None: bf16 or fp16
     model = FastLanguageModel.get_peft_model(model, r=rank, lora_alpha=alpha, lora_dropout=0, bias="none",
                                              target_modules=list(LORA_TARGETS), use_gradient_checkpointing="unsloth",
                                              random_state=0)
-    _prepare_for_generation(model, tokenizer)
+    prepare_for_generation(model, tokenizer)
     if verbose:
         print(f"Unsloth: {name} in 4 bit + LoRA rank {rank} on {', '.join(LORA_TARGETS)} ({why}).")
     return LoadedModel(model, tokenizer, "unsloth", why, name, rank)
 
 
 def _load_with_peft(name, precision, device, rank, alpha, why) -> LoadedModel:
-    from sdpo_lite.models import load_model
+    from sdpo_lite.course.models import load_model
 
     base, tokenizer = load_model(name, precision=precision, device=device, verbose=False)
     return LoadedModel(add_lora(base, rank, alpha), tokenizer, "peft", why, name, rank)
-
-
-def add_lora(model, rank: int = 16, alpha: int | None = None):
-    """PEFT LoRA adapters (rank `rank`, alpha 2 x rank unless given, no dropout) on LORA_TARGETS; the base frozen."""
-    from peft import LoraConfig, get_peft_model
-
-    config = LoraConfig(r=rank, lora_alpha=alpha or 2 * rank, lora_dropout=0.0, bias="none",
-                        target_modules=list(LORA_TARGETS), task_type="CAUSAL_LM")
-    with torch.random.fork_rng(devices=[]):  # the adapters' random init from a fixed seed, as Unsloth's random_state
-        torch.manual_seed(0)
-        return get_peft_model(model, config)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -235,25 +224,3 @@ def trainer_base_report() -> str:
     patched = current is not base and current.__module__ != "trl.trainer.grpo_trainer"
     return (f"SDPOTrainer builds on {base.__module__}.{base.__qualname__} (TRL's own class); trl.GRPOTrainer is "
             f"{current.__module__}.{current.__qualname__}" + (" (replaced by Unsloth)" if patched else " (as shipped)"))
-
-
-# --------------------------------------------------------------------------------------------------
-# The notebook's recipe for the parity task
-# --------------------------------------------------------------------------------------------------
-def parity_profile(name: str | None = None, **overrides):
-    """`sdpo_lite.course.choose_profile` with notebook 02's parity settings (thinking needs more tokens on a GPU)."""
-    from sdpo_lite.course import choose_profile
-
-    return choose_profile(name, task="parity", **overrides)
-
-
-def teacher_preview(prompt: str, completions: list[str], scores: list[float], feedback: list[str | None], tokenizer,
-                    config=None):
-    """The RolloutRecords one group of rollouts would get, without a model: who demonstrates, what the teacher reads.
-
-    Runs the trainer's own reprompting (`plan_teachers`, `render_teacher_prompt`) on hand-written completions, so a
-    notebook can show `<think>` being stripped from a demonstration before any training happens.
-    """
-    from sdpo_lite.course import teacher_records
-
-    return teacher_records([{"role": "user", "content": prompt}], completions, scores, feedback, tokenizer, config)

@@ -2,8 +2,9 @@
 
 Three views, each in two forms:
 
-* an interactive widget built from core ipywidgets only (IntSlider, Dropdown, Button, HTML, VBox/HBox), so it
-  runs in JupyterLab, classic Notebook, VS Code and Colab without any custom widget manager;
+* an interactive widget built from core ipywidgets only (`sdpo_lite.course.widgets`, which also has the
+  `show_*` functions below), so it runs in JupyterLab, classic Notebook, VS Code and Colab without any custom
+  widget manager;
 * a static form (inline-styled HTML strings, matplotlib figures) that survives without a kernel: GitHub,
   nbviewer, `jupyter nbconvert --to html`.
 
@@ -30,9 +31,8 @@ import torch
 
 __all__ = [
     "DistributionView", "distribution_view", "trainer_settings",
-    "token_strip_html", "distribution_figure", "distributions_html", "show_distributions", "DistributionsWidget",
-    "teacher_prompt_html", "show_teacher_prompt",
-    "rollout_html", "rollouts_html", "browse_rollouts", "RolloutBrowser",
+    "token_strip_html", "distribution_figure", "distributions_html",
+    "teacher_prompt_html", "rollout_html", "rollouts_html",
 ]
 
 # Okabe-Ito (colour-blind safe): student blue, teacher orange, tail grey; span highlights as light tints.
@@ -203,7 +203,7 @@ def _shown(token: str) -> str:
     return "".join(f"\\x{ord(c):02x}" if unicodedata.category(c) in ("Cc", "Cf") else c for c in token)
 
 
-def _esc(text: str) -> str:
+def esc(text: str) -> str:
     return html.escape(text, quote=True)
 
 
@@ -228,7 +228,7 @@ def divergence_colors(values, vmax: float | None = None) -> list[tuple[str, str]
     return out
 
 
-def _legend_html(vmax: float) -> str:
+def legend_html(vmax: float) -> str:
     from matplotlib.colors import to_hex
 
     stops = ",".join(to_hex(_cmap()(i / 8)) for i in range(9))
@@ -246,11 +246,11 @@ def token_strip_html(view: DistributionView, selected: int | None = None) -> str
         outline = "outline:3px solid #D55E00;outline-offset:1px;" if t == selected else ""
         cells.append(f'<span data-pos="{t}" title="position {t}: divergence {loss:.4g}" style="background:{bg};'
                      f'color:{fg};white-space:pre;padding:1px 2px;margin:1px;border-radius:3px;{outline}">'
-                     f'{_esc(_shown(tok))}</span>')
-    head = _esc(view.title) + (f" &middot; mean divergence {view.loss:.4g}" if view.has_teacher else
+                     f'{esc(_shown(tok))}</span>')
+    head = esc(view.title) + (f" &middot; mean divergence {view.loss:.4g}" if view.has_teacher else
                                " &middot; no teacher prompt: this rollout is masked out of the loss")
     return (f'<div style="{BOX_STYLE}"><div style="font-size:12px;color:#333">{head}</div>'
-            f'{_legend_html(max(view.per_token_loss, default=0.0))}<div>{"".join(cells)}</div></div>')
+            f'{legend_html(max(view.per_token_loss, default=0.0))}<div>{"".join(cells)}</div></div>')
 
 
 def _mpl_label(text: str) -> str:
@@ -322,8 +322,8 @@ def figure_png(fig) -> bytes:
     return buf.getvalue()
 
 
-def _img_html(png: bytes, alt: str) -> str:
-    return (f'<img alt="{_esc(alt)}" style="max-width:100%" '
+def img_html(png: bytes, alt: str) -> str:
+    return (f'<img alt="{esc(alt)}" style="max-width:100%" '
             f'src="data:image/png;base64,{base64.b64encode(png).decode()}"/>')
 
 
@@ -334,8 +334,8 @@ def distributions_html(view: DistributionView, position: int | None = None) -> s
     s = view.settings
     note = (f"alpha={s.get('alpha')}, support = student's top-{s.get('topk')}"
             f"{' + tail' if s.get('add_tail') else ''}, temperature {s.get('temperature')}; chart at position {t}")
-    return (f'<div>{token_strip_html(view, t)}<div style="font-size:12px;color:#555;margin:2px 0">{_esc(note)}</div>'
-            f'{_img_html(figure_png(distribution_figure(view, t)), f"student vs teacher at position {t}")}</div>')
+    return (f'<div>{token_strip_html(view, t)}<div style="font-size:12px;color:#555;margin:2px 0">{esc(note)}</div>'
+            f'{img_html(figure_png(distribution_figure(view, t)), f"student vs teacher at position {t}")}</div>')
 
 
 # ---- the teacher prompt -----------------------------------------------------------------------------------------
@@ -345,11 +345,11 @@ def _marked(text: str, spans: dict) -> str:
     pieces, pos = [], 0
     for name, (start, end) in sorted(spans.items(), key=lambda kv: kv[1][0]):
         tint, color = style.get(name, ("#EEEEEE", "#333333"))
-        pieces.append(_esc(text[pos:start]))
-        pieces.append(f'<mark data-span="{_esc(name)}" title="inserted {_esc(name)}" style="background:{tint};'
-                      f'color:#111;border-bottom:2px solid {color};padding:0">{_esc(text[start:end])}</mark>')
+        pieces.append(esc(text[pos:start]))
+        pieces.append(f'<mark data-span="{esc(name)}" title="inserted {esc(name)}" style="background:{tint};'
+                      f'color:#111;border-bottom:2px solid {color};padding:0">{esc(text[start:end])}</mark>')
         pos = end
-    pieces.append(_esc(text[pos:]))
+    pieces.append(esc(text[pos:]))
     return "".join(pieces)
 
 
@@ -359,13 +359,13 @@ def _conversation_html(prompt, user_html: str | None = None) -> str:
 
     pre = "white-space:pre-wrap;word-break:break-word;margin:2px 0 6px 0"
     if isinstance(prompt, str):
-        return f'<div style="{pre}">{user_html if user_html is not None else _esc(prompt)}</div>'
+        return f'<div style="{pre}">{user_html if user_html is not None else esc(prompt)}</div>'
     last = max((i for i, m in enumerate(prompt) if m.get("role") == "user"), default=-1)
     blocks = []
     for i, m in enumerate(prompt):
         body = user_html if (i == last and user_html is not None) else (
-            _esc(last_user_text([m])) if m.get("role") == "user" else _esc(str(m.get("content", ""))))
-        blocks.append(f'<div style="font-size:11px;color:#555;text-transform:uppercase">{_esc(str(m.get("role")))}'
+            esc(last_user_text([m])) if m.get("role") == "user" else esc(str(m.get("content", ""))))
+        blocks.append(f'<div style="font-size:11px;color:#555;text-transform:uppercase">{esc(str(m.get("role")))}'
                       f'</div><div style="{pre}">{body}</div>')
     return "".join(blocks)
 
@@ -398,12 +398,6 @@ def teacher_prompt_html(record) -> str:
             f'</div>{note_html}</div>')
 
 
-def _kind(record) -> str:
-    if record.demo_used and record.feedback_used:
-        return "demo + feedback"
-    return "demo" if record.demo_used else "feedback" if record.feedback_used else "no teacher"
-
-
 def rollout_html(record) -> str:
     """One rollout: score, teacher kind, completion, feedback, then the teacher-prompt view."""
     def row(name, value):
@@ -412,10 +406,10 @@ def rollout_html(record) -> str:
                 f'<td style="{cell}padding:1px 0;color:#111;white-space:pre-wrap;word-break:break-word">{value}</td></tr>')
 
     yes = lambda b: "yes" if b else "no"  # noqa: E731
-    rows = (row("score", _esc(f"{record.score:g}")) + row("demonstration", yes(record.demo_used)) +
+    rows = (row("score", esc(f"{record.score:g}")) + row("demonstration", yes(record.demo_used)) +
             row("feedback used", yes(record.feedback_used)) +
-            row("completion", _esc(record.completion)) +
-            row("feedback", _esc(record.feedback) if record.feedback else '<i style="color:#777">none</i>'))
+            row("completion", esc(record.completion)) +
+            row("feedback", esc(record.feedback) if record.feedback else '<i style="color:#777">none</i>'))
     return (f'<div style="{BOX_STYLE};margin-bottom:6px"><table style="border-collapse:collapse;font-size:13px;'
             f'color:#111">{rows}</table></div>{teacher_prompt_html(record)}')
 
@@ -424,170 +418,10 @@ def rollouts_html(records) -> str:
     """Static form of the rollout browser: every rollout, grouped, each in a collapsible section."""
     parts = []
     for i, r in enumerate(records):
-        parts.append(f'<details style="margin:4px 0"><summary style="cursor:pointer">{_esc(_option_label(i, r))}'
+        parts.append(f'<details style="margin:4px 0"><summary style="cursor:pointer">{esc(option_label(i, r))}'
                      f'</summary>{rollout_html(r)}</details>')
     return f'<div>{"".join(parts)}</div>'
 
 
-def _option_label(i: int, r) -> str:
-    return f"rollout {i} (group {r.group}): score {r.score:g} [{_kind(r)}]"
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Widgets (core ipywidgets only)
-# ----------------------------------------------------------------------------------------------------------------
-def _widgets():
-    import ipywidgets
-
-    return ipywidgets
-
-
-def _static(html_text: str):
-    from IPython.display import HTML
-
-    return HTML(html_text)
-
-
-def _vbox():
-    return _widgets().VBox
-
-
-class DistributionsWidget(_vbox()):
-    """The widget (an ipywidgets VBox): clickable coloured tokens, a slider over positions, the student/teacher chart.
-
-    Parts: `.slider` (IntSlider), `.buttons` (one per token; a click moves the slider), `.info` (HTML: token and
-    probabilities) and `.chart` (HTML holding the chart as an <img>; every slider move re-renders it).
-    """
-
-    MAX_BUTTONS = 256  # longer completions get a plain HTML strip instead of one button per token
-
-    def __init__(self, view: DistributionView):
-        w = _widgets()
-        self.view = view
-        self._png: dict[int, bytes] = {}
-        T = len(view)
-        self.slider = w.IntSlider(value=view.argmax(), min=0, max=max(T - 1, 0), step=1, description="position",
-                                  continuous_update=False, layout=w.Layout(width="520px"))
-        self.info = w.HTML()
-        self.chart = w.HTML()
-        self.strip = w.HTML()  # used when there are too many tokens for buttons
-        self.buttons = []
-        colors = divergence_colors(view.per_token_loss)
-        if T <= self.MAX_BUTTONS:
-            for t, (tok, (bg, fg)) in enumerate(zip(view.tokens, colors)):
-                b = w.Button(description=visible(tok), tooltip=f"position {t}: divergence {view.per_token_loss[t]:.4g}",
-                             layout=w.Layout(width="auto", height="26px", margin="1px", padding="0 4px"))
-                b.style.button_color = bg
-                b.add_class("sdpo-light-text" if fg == "#ffffff" else "sdpo-dark-text")
-                b.on_click(lambda _b, t=t: setattr(self.slider, "value", t))
-                self.buttons.append(b)
-            tokens = w.Box(self.buttons, layout=w.Layout(display="flex", flex_flow="row wrap", align_items="center"))
-        else:
-            tokens = self.strip
-        head = w.HTML(f'{TOKEN_CSS}<div style="font-size:13px">{_esc(view.title)}'
-                      + (f" &middot; mean divergence {view.loss:.4g}" if view.has_teacher else
-                         " &middot; no teacher prompt: masked out of the loss") + "</div>"
-                      + _legend_html(max(view.per_token_loss, default=0.0)))
-        super().__init__([head, tokens, self.slider, self.info, self.chart])
-        self.slider.observe(self._update, names="value")
-        self._update()
-
-    def png(self, t: int) -> bytes:
-        if t not in self._png:
-            self._png[t] = figure_png(distribution_figure(self.view, t))
-        return self._png[t]
-
-    def _update(self, change=None):
-        t = self.slider.value
-        v = self.view
-        for i, b in enumerate(self.buttons):
-            b.style.font_weight = "bold" if i == t else ""  # bold + an outline (not colour alone) mark the selection
-            b.layout.border = "2px solid #D55E00" if i == t else ""
-        if not self.buttons:
-            self.strip.value = token_strip_html(v, t)
-        self.info.value = (f'<span style="font-size:13px">token <code>{_esc(repr(v.tokens[t]))}</code> &middot; '
-                           f'divergence {v.per_token_loss[t]:.4g} &middot; '
-                           f'<span style="color:{STUDENT_COLOR}">p_student = {v.p_student[t]:.3f}</span> &middot; '
-                           f'<span style="color:#8a5f00">p_teacher = {v.p_teacher[t]:.3f}</span></span>')
-        self.chart.value = _img_html(self.png(t), f"student vs teacher at position {t}")
-
-
-def show_distributions(model, tokenizer, record, *, teacher=None, k: int = 10, alpha: float = 0.5,
-                       topk: int | None = 100, add_tail: bool = True, temperature: float = 1.0, static: bool = False,
-                       position: int | None = None, chat_template_kwargs=None):
-    """Teacher vs student along one rollout: the widget (default) or, with static=True, its HTML form.
-
-    Use `**trainer_settings(trainer)` to pass the trainer's EMA teacher, alpha, top-k, tail and temperature.
-    """
-    view = distribution_view(model, tokenizer, record, teacher=teacher, k=k, alpha=alpha, topk=topk,
-                             add_tail=add_tail, temperature=temperature, chat_template_kwargs=chat_template_kwargs)
-    if static:
-        return _static(distributions_html(view, position))
-    widget = DistributionsWidget(view)
-    if position is not None:
-        widget.slider.value = position
-    return widget
-
-
-def show_teacher_prompt(record, *, static: bool = False):
-    """The original prompt beside the teacher prompt (an HTML widget, or with static=True a plain HTML display)."""
-    text = teacher_prompt_html(record)
-    return _static(text) if static else _widgets().HTML(text)
-
-
-class RolloutBrowser(_vbox()):
-    """An ipywidgets VBox: Dropdowns over a step's rollouts (group, then rollout) and the selected rollout's details.
-
-    With `model` and `tokenizer`, a "teacher vs student" widget for the selected rollout appears below
-    (computed on selection; pass `**trainer_settings(trainer)` through `distribution_kwargs`).
-    """
-
-    def __init__(self, records, model=None, tokenizer=None, **distribution_kwargs):
-        w = _widgets()
-        if not records:
-            raise ValueError("no rollouts to browse (train at least one step: trainer.last_rollouts is empty)")
-        self.records = list(records)
-        self.model, self.tokenizer, self.kwargs = model, tokenizer, distribution_kwargs
-        groups = sorted({r.group for r in self.records})
-
-        def group_label(g):
-            members = [r for r in self.records if r.group == g]
-            ok = sum(1 for r in members if r.demo_used or r.feedback_used)
-            return f"group {g} ({len(members)} rollouts, {ok} with a teacher)"
-
-        self.group = w.Dropdown(options=[(group_label(g), g) for g in groups], description="group")
-        self.rollout = w.Dropdown(description="rollout")
-        self.details = w.HTML()
-        self.distributions = w.VBox([])
-        super().__init__([w.HBox([self.group, self.rollout]), self.details, self.distributions])
-        self._switching = False
-        self.group.observe(self._group_changed, names="value")
-        self.rollout.observe(self._rollout_changed, names="value")
-        self._group_changed()
-
-    def _group_changed(self, change=None):
-        options = [(_option_label(i, r), i) for i, r in enumerate(self.records) if r.group == self.group.value]
-        self._switching = True
-        try:
-            self.rollout.options = options
-            self.rollout.value = options[0][1]
-        finally:
-            self._switching = False
-        self._rollout_changed()
-
-    def _rollout_changed(self, change=None):
-        if self._switching or self.rollout.value is None:
-            return
-        record = self.records[self.rollout.value]
-        self.details.value = rollout_html(record)
-        if self.model is not None and self.tokenizer is not None:
-            view = distribution_view(self.model, self.tokenizer, record, **self.kwargs)
-            self.distributions.children = [DistributionsWidget(view)]
-
-
-def browse_rollouts(records, model=None, tokenizer=None, *, static: bool = False, **distribution_kwargs):
-    """Browse `trainer.last_rollouts`: a widget with group and rollout Dropdowns, or with static=True all of them
-    as collapsible HTML sections."""
-    if static:
-        return _static(rollouts_html(records))
-    return RolloutBrowser(records, model, tokenizer, **distribution_kwargs)
+def option_label(i: int, r) -> str:
+    return f"rollout {i} (group {r.group}): score {r.score:g} [{r.teacher_kind}]"

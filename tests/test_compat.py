@@ -4,7 +4,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from sdpo_lite.trl_cpu import ROWS_PER_CHUNK, TorchChunkedLogProb, install
+from sdpo_lite.compat import ROWS_PER_CHUNK, TorchChunkedLogProb, install_cpu_lm_head
 
 
 def test_matches_a_plain_log_softmax():
@@ -30,11 +30,11 @@ def test_install_routes_by_device():
     Triton is installed but has no driver, and TRL's kernel raises "0 active drivers"."""
     import trl.trainer.utils as trl_utils
 
-    from sdpo_lite.trl_cpu import ByDevice
+    from sdpo_lite.compat import ByDevice
 
-    router = install()
+    router = install_cpu_lm_head()
     assert isinstance(router, ByDevice) and trl_utils._ChunkedLogProbFunction is router
-    assert install() is router  # idempotent: never a router around a router
+    assert install_cpu_lm_head() is router  # idempotent: never a router around a router
     calls = []
 
     class Triton:  # what TRL's kernel looks like where Triton is installed

@@ -1,0 +1,107 @@
+"""Reports of finished runs: the results table, rollouts as text, the comparison plot, the data-flow figure.
+
+Everything here reads `RunResult`s (`recipes.train_run`) or RolloutRecords; nothing trains.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sdpo_lite.course.recipes import RunResult
+
+
+def summarise_runs(runs: list[RunResult], before: float | None = None) -> None:
+    """Print each run's numbers (and record them for `make run`'s summary): accuracy, success, teacher coverage."""
+    from sdpo_lite.course.evaluate import record_result
+
+    print(f"{'run':24} {'held-out':>9} {'train success':>14} {'truncated':>10} {'with teacher':>13} {'with demo':>10} "
+          f"{'minutes':>8}")
+    for run in runs:
+        mean = lambda key: sum(run.series(key)) / max(len(run.history), 1)  # noqa: E731
+        last5 = lambda key: sum(run.series(key)[-5:]) / max(len(run.series(key)[-5:]), 1)  # noqa: E731
+        coverage = lambda key: f"{mean(key):.0%}" if run.sdpo_enabled else "-"  # noqa: E731 (GRPO: none)
+        print(f"{run.label:24} {run.accuracy:>9.1%} {last5('reward'):>14.2f} {last5('completions/clipped_ratio'):>10.0%} "
+              f"{coverage('sdpo/frac_with_teacher'):>13} {coverage('sdpo/frac_with_demo'):>10} {run.seconds / 60:>8.1f}")
+        record_result(f"heldout_after_{run.key}", round(run.accuracy, 4))
+    if before is not None:
+        print(f"held-out accuracy before training: {before:.1%}; train success and truncated (completions that hit "
+              "the token limit) = mean of the last 5 steps, sampled at temperature 1")
+
+
+def print_rollouts(records, limit: int = 3, width: int = 400) -> None:
+    """Print rollouts of one step: completion, score, feedback and (shortened) the prompt the teacher read."""
+    for i, r in enumerate(records[:limit]):
+        print(f"--- rollout {i} (group {r.group}) score {r.score} [{r.teacher_kind}]")
+        print(f"completion: {r.completion!r}")
+        print(f"feedback:   {r.feedback!r}")
+        if r.teacher_message:
+            print("teacher read:", r.teacher_message[:width].replace("\n", "\n    "))
+
+
+COLOURS = ["#999999", "#0072B2", "#E69F00", "#009E73", "#CC79A7"]  # grey + Okabe-Ito: colour-blind-safe
+
+
+def plot_comparison(runs: list[RunResult], before: float | None = None, *, key: str = "reward", window: int = 5):
+    """Left: training success rate per step (moving average). Right: held-out accuracy before/after per run."""
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8), gridspec_kw={"width_ratios": [3, 2]})
+    styles = ["-", "--", ":", "-."]
+    for i, run in enumerate(runs):
+        ys = run.series(key)
+        smooth = [sum(ys[max(0, j - window + 1):j + 1]) / len(ys[max(0, j - window + 1):j + 1]) for j in range(len(ys))]
+        left.plot(range(1, len(ys) + 1), smooth, styles[i % 4], lw=2, label=run.label, color=COLOURS[1 + i % 4])
+    left.set(xlabel="training step", ylabel=f"success rate ({window}-step mean)", ylim=(-0.02, 1.02),
+             title="Training rollouts that were correct")
+    left.legend(frameon=False)
+    names = ["before"] + [r.label.replace(" (", "\n(") for r in runs]  # wrap long labels under their bars
+    values = [before if before is not None else float("nan")] + [r.accuracy for r in runs]
+    colors = COLOURS[:len(names)]
+    bars = right.bar(names, values, color=colors)
+    for bar, v in zip(bars, values):
+        right.text(bar.get_x() + bar.get_width() / 2, v + 0.01, f"{v:.0%}", ha="center", va="bottom")
+    right.set(ylabel="held-out accuracy", ylim=(0, max(0.1, max(values) * 1.25)), title="Held-out accuracy")
+    fig.tight_layout()
+    return fig
+
+
+def print_next_token_views(rows: list[dict]) -> None:
+    """A fixed-width table of `next_token_views`: what each side would write next, at every completion token."""
+    fmt = lambda top: "  ".join(f"{t!r:>8}:{p:4.2f}" for t, p in top)  # noqa: E731
+    print(f"{'token':>10} | {'student top-3':^42} | {'teacher top-3':^42}")
+    for r in rows:
+        print(f"{r['token']!r:>10} | {fmt(r['student_top'])} | {fmt(r['teacher_top'])}")
+
+
+def draw_sdpo_data_flow():
+    """One SDPO step as a picture: rollouts -> rewards + feedback -> teacher prompts -> two passes -> loss."""
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import FancyBboxPatch
+
+    boxes = {  # name: (x, y, text, colour); colours from the Okabe-Ito colour-blind-safe palette
+        "prompt": (0.0, 0.62, "prompt x", "#E5E5E5"),
+        "policy": (0.20, 0.62, "policy samples\nG completions y", "#56B4E9"),
+        "reward": (0.41, 0.62, "reward function\nscore + feedback", "#E69F00"),
+        "teacher_prompt": (0.62, 0.62, "teacher prompt:\nx + peer's solution\n+ feedback", "#F0E442"),
+        "student": (0.20, 0.12, "student p(. | x, y<t)\n(with gradient)", "#56B4E9"),
+        "teacher": (0.62, 0.12, "self-teacher q(. | x, fb, y<t)\n(EMA weights, no gradient)", "#009E73"),
+        "loss": (0.41, 0.12, "per-token divergence\non student's top-k + tail", "#CC79A7"),
+    }
+    fig, ax = plt.subplots(figsize=(11, 3.6))
+    ax.set_axis_off()
+    for x, y, text, colour in boxes.values():
+        ax.add_patch(FancyBboxPatch((x, y), 0.16, 0.26, boxstyle="round,pad=0.01", fc=colour, ec="#333333", alpha=0.9))
+        ax.text(x + 0.08, y + 0.13, text, ha="center", va="center", fontsize=9)
+    arrows = [("prompt", "policy"), ("policy", "reward"), ("reward", "teacher_prompt"), ("policy", "student"),
+              ("teacher_prompt", "teacher"), ("student", "loss"), ("teacher", "loss")]
+    for a, b in arrows:
+        (x0, y0, *_), (x1, y1, *_) = boxes[a], boxes[b]
+        start = (x0 + 0.17, y0 + 0.13) if y0 == y1 else (x0 + 0.08, y0 - 0.01)
+        end = (x1 - 0.01, y1 + 0.13) if y0 == y1 else (x1 + 0.08, y1 + 0.27)
+        if a == "teacher":
+            start, end = (x0 - 0.01, y0 + 0.13), (x1 + 0.17, y1 + 0.13)
+        ax.annotate("", xy=end, xytext=start, arrowprops=dict(arrowstyle="->", lw=1.5, color="#333333"))
+    ax.text(0.5, 0.97, "One SDPO step: the same network is student (plain prompt) and teacher (prompt + feedback), "
+            "scored on the same tokens y", ha="center", va="top", fontsize=10)
+    ax.set(xlim=(0, 0.82), ylim=(0.05, 1.0))
+    return fig

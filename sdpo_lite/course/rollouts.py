@@ -1,0 +1,80 @@
+"""Rollouts outside training: sample and score one group, build its teachers, look at its next-token views.
+
+The trainer does this bookkeeping for every prompt of every step; these functions do it for one prompt in a
+notebook cell, with the trainer's own reprompting, so a learner sees what a teacher reads before any training.
+"""
+from __future__ import annotations
+
+from sdpo_lite.config import SDPOConfig
+from sdpo_lite.course.views import distribution_view
+from sdpo_lite.reprompt import (RolloutRecord, plan_teachers, render_teacher_prompt, rollout_records,
+                                teacher_prompt_texts)
+from sdpo_lite.rewards import split_reward_outputs
+
+
+def rollout_group(model, tokenizer, row: dict, reward_func, *, n: int = 8, max_new_tokens: int = 64,
+                  temperature: float = 1.0, config: SDPOConfig | None = None, seed: int = 0) -> list:
+    """One SDPO step's bookkeeping, without the training: sample `n` answers to `row`, score them, build teachers.
+
+    The trainer does exactly this for every prompt (sdpo_lite.trainer._attach_teachers): raw rewards decide who
+    succeeded, a successful peer's answer becomes the demonstration, and failed rollouts without a peer get their
+    own feedback. Returns RolloutRecords (teacher_prompt None = no teacher), ready for `widgets.show_teacher_prompt`.
+    """
+    import torch
+    from transformers import GenerationConfig
+
+    config = config or SDPOConfig()
+    prompt = row["prompt"]  # chat messages (a conversational dataset) or plain text
+    prompt = prompt if isinstance(prompt, list) else [{"role": "user", "content": prompt}]
+    text = tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+    batch = tokenizer([text], return_tensors="pt", add_special_tokens=False).to(model.device)
+    torch.manual_seed(seed)
+    sampling = GenerationConfig(do_sample=True, temperature=temperature, top_k=0, top_p=1.0, num_return_sequences=n,
+                                max_new_tokens=max_new_tokens, eos_token_id=model.generation_config.eos_token_id,
+                                pad_token_id=tokenizer.pad_token_id)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            output = model.generate(**batch, generation_config=sampling)  # (n, prompt + new tokens)
+    finally:
+        model.train(was_training)
+    completions = tokenizer.batch_decode(output[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
+    columns = {k: [v] * n for k, v in row.items() if k != "prompt"}  # dataset columns, one entry per completion
+    scores, feedback = split_reward_outputs(reward_func([prompt] * n, completions, **columns), n, "reward_func")
+    return teacher_records(prompt, completions, scores, feedback, tokenizer, config)
+
+
+def teacher_records(prompt, completions: list[str], scores: list[float], feedback: list[str | None], tokenizer,
+                    config: SDPOConfig | None = None) -> list:
+    """The RolloutRecords of one group (one prompt, its completions): who demonstrates, what each teacher reads.
+
+    The trainer's own reprompting (`reprompt.plan_teachers`, `render_teacher_prompt`), on completions you give, so a
+    notebook can show teacher prompts (feedback, a peer's solution, stripped thinking) before any training.
+    """
+    config = config or SDPOConfig()
+    n = len(completions)
+    prompts, groups = [prompt] * n, [0] * n
+    plans = plan_teachers(prompts, completions, feedback, config, groups=groups, scores=scores)
+    return rollout_records(plans, teacher_prompt_texts(prompts, plans, tokenizer), prompts=prompts,
+                           completions=completions, scores=scores, feedback=feedback, groups=groups)
+
+
+def next_token_views(model, tokenizer, prompt, completion: str, teacher_message: str, k: int = 3,
+                     temperature: float = 1.0) -> list[dict]:
+    """Student and self-teacher next-token distributions along one completion (the picture behind SDPO).
+
+    The student reads `prompt` (chat messages or text); the teacher reads the same conversation with the last user
+    message replaced by `teacher_message`. Both score the identical completion tokens (the completion, then the
+    end-of-sequence token). The numbers are `views.distribution_view`'s, the widget's. Returns one dict per token:
+    the token, p_student(token), p_teacher(token) and each side's top-k as (token, probability) pairs.
+    """
+    tok = getattr(tokenizer, "tokenizer", tokenizer)
+    completion_ids = tok(completion, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+    record = RolloutRecord(prompt=prompt, completion=completion, score=float("nan"), feedback=None, group=0,
+                           teacher_prompt=render_teacher_prompt(prompt, teacher_message, tokenizer),
+                           completion_ids=completion_ids)
+    view = distribution_view(model, tokenizer, record, k=k, temperature=temperature)
+    return [{"token": view.tokens[t], "p_student": view.p_student[t], "p_teacher": view.p_teacher[t],
+             "student_top": [(text, p) for _, text, p in view.student_top[t]],
+             "teacher_top": [(text, p) for _, text, p in view.teacher_top[t]]} for t in range(len(view))]
