@@ -70,13 +70,11 @@ def main():
     a = ap.parse_args()
 
     from sdpo_lite.course.recipes import choose_profile, train_run
-    from sdpo_lite.course.tasks import load_task, to_conversational
     from sdpo_lite.course.evaluate import accuracy
     from sdpo_lite.course.models import load_model
 
     profile = choose_profile(a.profile, task=a.task, **({"steps": a.steps} if a.steps else {}))
     print(profile.describe(), flush=True)
-    dataset = to_conversational(load_task(a.task, "train"))
     model, tok = load_model(profile.model_name)
     before = accuracy(model, tok, a.task, "heldout", max_new_tokens=profile.eval_tokens, limit=profile.eval_limit,
                       progress=False).accuracy
@@ -90,7 +88,7 @@ def main():
                 sdpo, reward = make_method(method, a)
                 t0 = time.perf_counter()
                 run = train_run(method, profile, reward, sdpo=sdpo, seed=seed, learning_rate=lr, disable_tqdm=True,
-                                dataset=dataset, eval_task=a.task)
+                                task=a.task)
                 success = run.series("reward")
                 row = {"method": method, "lr": lr, "seed": seed, "before": before, "after": run.accuracy,
                        "train_success_last5": statistics.mean(success[-5:]),

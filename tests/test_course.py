@@ -89,6 +89,8 @@ def test_train_run_needs_an_explicit_sdpo_config():
         train_run("SDPO", profile, addition_reward_rich)
     with pytest.raises(TypeError, match=r"SDPOConfig\(enabled=False\) for plain GRPO"):
         train_run("SDPO", profile, addition_reward_rich, sdpo=None)
+    with pytest.raises(TypeError, match=r"no longer takes dataset, eval_task: task='...' names both"):
+        train_run("SDPO", profile, addition_reward_rich, sdpo=SDPOConfig(), dataset=[], eval_task="code")
 
 
 @pytest.mark.slow

@@ -172,7 +172,7 @@ from sdpo_lite.course.unsloth import choose_optimizer, grpo_overrides
 print("optimiser:", *choose_optimizer())
 memory_report("before training", reset_peak=True)
 run = train_run("blend", profile, parity_reward, sdpo=sdpo_config, model_and_tokenizer=(model, tokenizer),
-                dataset=train, evaluate=False, disable_tqdm=True, keep="model", **grpo_overrides(loaded))
+                task="parity", evaluate=False, disable_tqdm=True, keep="model", **grpo_overrides(loaded))
 memory_report("after training")
 teacher = run.trainer.teacher
 print(f"{run.seconds / 60:.1f} min; teacher = LoRA adapter {teacher.uses_adapter}, "

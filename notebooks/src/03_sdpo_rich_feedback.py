@@ -181,12 +181,12 @@ for name, demo, fb in [("feedback", None, feedback), ("peer's solution", peer, N
 from sdpo_lite.course.recipes import train_run
 
 del model  # each run loads the same starting weights afresh
-nofb_run = train_run("SDPO, no feedback", profile, code_execution_reward, dataset=train, eval_task="code",
+nofb_run = train_run("SDPO, no feedback", profile, code_execution_reward, task="code",
                      sdpo=SDPOConfig(include_feedback=False), learning_rate=profile.sdpo_learning_rate,
                      disable_tqdm=True)
 
 # %% id="nb03-16" tags=["nbval-ignore-output"]
-fb_run = train_run("SDPO + feedback", profile, code_execution_reward, dataset=train, eval_task="code",
+fb_run = train_run("SDPO + feedback", profile, code_execution_reward, task="code",
                    sdpo=SDPOConfig(include_feedback=True), learning_rate=profile.sdpo_learning_rate, disable_tqdm=True,
                    keep="model")  # section 6 looks inside it; trained last, so no other model shares memory with it
 

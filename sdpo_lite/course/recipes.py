@@ -186,6 +186,10 @@ def train_run(label: str, profile: Profile, reward_funcs, *, sdpo: SDPOConfig, t
         raise ValueError(f"keep={keep!r}; choose one of " + "; ".join(f"{k!r}: {v}" for k, v in KEEP.items()))
     if not isinstance(sdpo, SDPOConfig):
         raise TypeError(f"sdpo must be an SDPOConfig (SDPOConfig(enabled=False) for plain GRPO), got {sdpo!r}")
+    renamed = sorted({"dataset", "eval_task"} & set(grpo_overrides))
+    if renamed:  # sdpo_lite 0.1's arguments: they could name two different tasks
+        raise TypeError(f"train_run no longer takes {', '.join(renamed)}: task='...' names both the training rows "
+                        "and the held-out split, e.g. train_run(..., task=\"code\")")
     from sdpo_lite.course.evaluate import accuracy
     from sdpo_lite.course.models import add_lora, load_model
     from sdpo_lite.course.tasks import load_task, to_conversational
