@@ -1,10 +1,12 @@
-"""Generate the `addition` task's JSONL files (run once; the output is committed, not regenerated).
+"""Generate the addition tasks' JSONL files (run once; the output is committed, not regenerated).
 
     python data/make_addition.py
 
-Two-digit addition, a + b with 10 <= a, b <= 99. Train and held-out are disjoint as *unordered* pairs,
-so "23 + 45" in train never leaks "45 + 23" into held-out. The seed is fixed: rerunning writes
-byte-identical files (tests/test_data.py checks that the committed files match this script).
+`addition`: two-digit addition, a + b with 10 <= a, b <= 99 (the course's task). `addition3`: the same with
+three-digit operands, 100 <= a, b <= 999: a sparser reward for the same model (benchmarks/regimes.py).
+Train and held-out are disjoint as *unordered* pairs, so "23 + 45" in train never leaks "45 + 23" into held-out.
+The seed is fixed: rerunning writes byte-identical files (tests/test_data.py checks that the committed files
+match this script).
 """
 from __future__ import annotations
 
@@ -21,13 +23,17 @@ N_HELDOUT = 120
 PROMPT = "What is {a} + {b}? Answer with just the number."
 
 
-def make_splits(seed: int = SEED) -> dict[str, list[dict]]:
-    """Draw N_TRAIN + N_HELDOUT distinct unordered pairs and split them."""
+TASKS = {"addition": 2, "addition3": 3}  # task name -> digits per operand
+
+
+def make_splits(seed: int = SEED, digits: int = 2, task: str = "addition") -> dict[str, list[dict]]:
+    """Draw N_TRAIN + N_HELDOUT distinct unordered pairs of `digits`-digit numbers and split them."""
+    low, high = 10 ** (digits - 1), 10 ** digits - 1
     rng = random.Random(seed)
     seen: set[tuple[int, int]] = set()
     pairs: list[tuple[int, int]] = []
     while len(pairs) < N_TRAIN + N_HELDOUT:
-        a, b = rng.randint(10, 99), rng.randint(10, 99)
+        a, b = rng.randint(low, high), rng.randint(low, high)
         key = (min(a, b), max(a, b))
         if key in seen:
             continue
@@ -36,7 +42,7 @@ def make_splits(seed: int = SEED) -> dict[str, list[dict]]:
     splits = {"train": pairs[:N_TRAIN], "heldout": pairs[N_TRAIN:]}
     return {
         split: [
-            {"uid": f"addition-{split}-{i:03d}", "prompt": PROMPT.format(a=a, b=b), "expected": a + b}
+            {"uid": f"{task}-{split}-{i:03d}", "prompt": PROMPT.format(a=a, b=b), "expected": a + b}
             for i, (a, b) in enumerate(rows)
         ]
         for split, rows in splits.items()
@@ -44,7 +50,8 @@ def make_splits(seed: int = SEED) -> dict[str, list[dict]]:
 
 
 def main() -> None:
-    write_splits(Path(__file__).resolve().parent / "addition", make_splits())
+    for task, digits in TASKS.items():
+        write_splits(Path(__file__).resolve().parent / task, make_splits(digits=digits, task=task))
 
 
 if __name__ == "__main__":

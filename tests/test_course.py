@@ -50,6 +50,7 @@ def test_train_run_and_reports(capsys):
                      output_dir="/tmp/sdpo_course_test")
     assert not grpo.sdpo_enabled and sdpo.sdpo_enabled
     assert len(sdpo.history) == 2 and 0.0 <= sdpo.accuracy <= 1.0 and sdpo.seconds > 0
+    assert len(sdpo.step_seconds) == 2 and 0 < sdpo.step_seconds[0] < sdpo.step_seconds[1] < sdpo.seconds
     assert sdpo.series("sdpo/frac_with_teacher") == [1.0, 1.0]  # rich feedback gives every rollout a teacher
     summarise_runs([sdpo, grpo], before=0.0)
     print_rollouts(sdpo.rollouts, limit=2)

@@ -41,8 +41,12 @@ def test_committed_files_match_the_generator():
     spec = importlib.util.spec_from_file_location("make_addition", REPO / "data" / "make_addition.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    for split, rows in module.make_splits().items():
-        assert task_path("addition", split).read_text(encoding="utf-8") == module.render(rows)
+    for task, digits in module.TASKS.items():
+        for split, rows in module.make_splits(digits=digits, task=task).items():
+            assert task_path(task, split).read_text(encoding="utf-8") == module.render(rows)
+    three = load_task("addition3", "heldout")
+    three_digits = re.compile(r"What is (\d{3}) \+ (\d{3})\? Answer with just the number\.")
+    assert len(three) == 120 and all(three_digits.fullmatch(p) for p in three["prompt"])
 
 
 def test_task_path_and_data_dir_override(tmp_path, monkeypatch):

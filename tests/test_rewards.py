@@ -138,6 +138,20 @@ def test_addition_rich():
                    {"score": 0.0, "feedback": "Wrong: 23 + 45 = 68, your answer had no number"}]
 
 
+def test_addition_format_feedback_never_gives_the_sum():
+    """The official math environment's kind: truncation and format, nothing for a success, never the answer."""
+    from sdpo_lite.course.rewards import make_addition_format_reward
+
+    reward = make_addition_format_reward(max_tokens=4)
+    completions = ["68", "23 + 45 is", "The answer is 67.", "no idea"]
+    out = reward(prompts=[ADDITION_PROMPT] * 4, completions=completions, expected=[68] * 4,
+                 completion_ids=[[1], [1, 2, 3, 4], [1, 2], [1, 2, 3]])
+    assert [o["score"] for o in out] == [1.0, 0.0, 0.0, 0.0] and reward.__name__ == "addition_reward_format"
+    assert out[0]["feedback"] is None
+    assert "cut off" in out[1]["feedback"] and "no number" in out[3]["feedback"] and out[2]["feedback"] == "Wrong answer."
+    assert not any("68" in (o["feedback"] or "") for o in out)
+
+
 def test_addition_chat_format_last_integer_and_names():
     prompt = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": ADDITION_PROMPT}]
     completion = [{"role": "assistant", "content": "23 + 45 is -3"}]

@@ -74,6 +74,7 @@ PROFILES = {
 # CPU budget (a code step with 8 x 64 tokens takes ~15 s on 2 cores).
 TASK_OVERRIDES = {
     "addition": {},
+    "addition3": {},  # the same recipe on three-digit operands (benchmarks/regimes.py: reward sparsity)
     "code": {
         "cpu": dict(steps=10, max_completion_length=64, eval_tokens=96,
                     note="about 6 minutes for notebook 03 on 2 cores"),
@@ -157,6 +158,7 @@ class RunResult:
     seconds: float = 0.0
     sdpo_enabled: bool = False
     rollouts: list = field(default_factory=list)  # the last step's RolloutRecords (trainer.last_rollouts)
+    step_seconds: list[float] = field(default_factory=list)  # wall time since training began, at each step's end
     trainer: object = None
     model: object = None
 
@@ -204,6 +206,8 @@ def train_run(label: str, profile: Profile, reward_funcs, *, sdpo: SDPOConfig, t
     trainer = SDPOTrainer(model=model, args=args, sdpo_config=sdpo, processing_class=tok,
                           reward_funcs=reward_funcs if isinstance(reward_funcs, list) else [reward_funcs],
                           train_dataset=dataset)
+    clock = StepClock()
+    trainer.add_callback(clock)
     if log_every:  # one short line every few steps instead of TRL's full log dictionaries
         from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
@@ -212,7 +216,7 @@ def train_run(label: str, profile: Profile, reward_funcs, *, sdpo: SDPOConfig, t
         trainer.add_callback(CompactLog(label, log_every))
     trainer.train()
     result = RunResult(label, [h for h in trainer.state.log_history if "reward" in h], sdpo_enabled=trainer.sdpo.enabled,
-                       rollouts=trainer.last_rollouts)
+                       rollouts=trainer.last_rollouts, step_seconds=clock.seconds)
     if keep != "all":
         free_training_state(trainer)  # the optimiser's moments: twice the model's size in fp32
     if evaluate:
@@ -244,6 +248,20 @@ def release_memory() -> None:
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
+
+
+class StepClock(TrainerCallback):
+    """Wall time since training began, at the end of every optimiser step: learning curves against seconds."""
+
+    def __init__(self):
+        self.seconds: list[float] = []
+        self.start = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.start = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.seconds.append(time.perf_counter() - self.start)
 
 
 class CompactLog(TrainerCallback):

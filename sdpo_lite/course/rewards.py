@@ -32,6 +32,7 @@ __all__ = [
     "addition_reward",
     "addition_reward_rich",
     "make_addition_reward",
+    "make_addition_format_reward",
 ]
 
 MAX_FEEDBACK_CHARS = 400
@@ -147,6 +148,42 @@ def make_addition_reward(rich: bool = False, show_reply: bool = False):
         "completion equals `expected`. Feedback: " + ("'Wrong: 23 + 45 = 68, you wrote 67'." if rich else "'Correct!' / 'Wrong.'.")
     )
     return reward
+
+
+def make_addition_format_reward(max_tokens: int):
+    """An addition reward with the official math environment's kind of feedback: about the attempt, never the sum.
+
+    A correct reply gets no feedback; a reply cut off at `max_tokens` (the completion budget) is told so; one with
+    no number is told the required format; a wrong number is told only that it is wrong. Truncation is read from
+    TRL's `completion_ids` column: a completion of `max_tokens` tokens ended at the limit, not by choice.
+    """
+
+    def reward(prompts, completions, expected=None, completion_ids=None, log_metric=None, **kwargs) -> list[dict]:
+        if expected is None:
+            raise ValueError("addition reward needs the dataset column 'expected'")
+        targets = _per_sample(expected, len(completions), "expected")
+        lengths = [len(ids) for ids in completion_ids] if completion_ids is not None else [0] * len(completions)
+        out = []
+        for completion, target, length in zip(completions, targets, lengths):
+            answer = addition_answer(completion_text(completion))
+            out.append({"score": 1.0 if answer == int(target) else 0.0,
+                        "feedback": _format_feedback(answer, int(target), length >= max_tokens)})
+        if out:
+            _log(log_metric, "addition/accuracy", sum(r["score"] for r in out) / len(out))
+        return out
+
+    reward.__name__ = reward.__qualname__ = "addition_reward_format"
+    return reward
+
+
+def _format_feedback(answer: int | None, expected: int, truncated: bool) -> str | None:
+    if answer == expected:
+        return None
+    if truncated:
+        return "Your reply was cut off at the length limit before it ended. Reply with just the number."
+    if answer is None:
+        return "Your reply had no number. Reply with just the number."
+    return "Wrong answer."
 
 
 addition_reward = make_addition_reward(rich=False)

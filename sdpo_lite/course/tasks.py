@@ -227,6 +227,14 @@ register_task(
         description="Two-digit addition: 'What is 23 + 45? Answer with just the number.' -> 68",
     ),
 )
+register_task(
+    "addition3",
+    TaskSpec(
+        fields={"uid": str, "prompt": str, "expected": int},
+        checker=check_addition,
+        description="Three-digit addition, a sparser reward: 'What is 234 + 567? ...' -> 801 (benchmarks/regimes.py)",
+    ),
+)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -1,0 +1,55 @@
+"""benchmarks/regimes.py: the map's bookkeeping (which runs a cell needs, paired differences, verdicts) and one
+tiny end-to-end run that writes rows and a report."""
+import json
+import sys
+
+import pytest
+from conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import regimes  # noqa: E402
+
+
+def rows_from(after: dict) -> dict:
+    """{(cell, method, seed): accuracy} -> rows as `regimes.load` returns them."""
+    return {key: {"kind": "run", "after": value, "step_seconds": [], "success": []} for key, value in after.items()}
+
+
+def test_cells_grpo_cannot_see_reuse_the_base_grpo_runs():
+    assert regimes.planned(["fb-plain", "tokens32"], ["grpo", "sdpo"], [0, 1]) == [
+        ("base", "grpo", 0), ("base", "grpo", 1), ("fb-plain", "sdpo", 0), ("fb-plain", "sdpo", 1),
+        ("tokens32", "grpo", 0), ("tokens32", "grpo", 1), ("tokens32", "sdpo", 0), ("tokens32", "sdpo", 1)]
+    assert all(c.grpo_sees_it for c in regimes.CELLS.values() if c.factor in ("difficulty", "budget", "learning rate"))
+    assert not any(c.grpo_sees_it for c in regimes.CELLS.values() if c.factor in ("feedback", "teacher", "alpha"))
+
+
+def test_paired_differences_and_their_verdicts():
+    rows = rows_from({("base", "grpo", s): 0.5 for s in range(5)}
+                     | {("fb-plain", "sdpo", s): 0.5 - 0.1 - 0.01 * s for s in range(5)}
+                     | {("fb-reply", "sdpo", s): 0.5 + (0.05 if s % 2 else -0.05) for s in range(5)})
+    mean, half, n = regimes.paired_difference(rows, "fb-plain", "sdpo")
+    assert n == 5 and mean == pytest.approx(-0.12) and 0 < half < 0.12
+    assert regimes.verdict(mean, half, n) == "worse than GRPO"
+    assert regimes.verdict(*regimes.paired_difference(rows, "fb-reply", "sdpo")) == "no measurable difference"
+    assert regimes.verdict(0.2, float("nan"), 1) == "1 seed(s): no interval yet"
+    assert regimes.paired_difference(rows, "alpha0", "sdpo")[2] == 0
+    table = regimes.table(rows)
+    assert '| feedback | "Wrong." | - | 50.0% ± 0.0% (n=5) | 38.0% ±' in table and "worse than GRPO" in table
+
+
+@pytest.mark.slow
+def test_a_tiny_run_writes_rows_and_a_report(tmp_path, capsys):
+    results = tmp_path / "runs.jsonl"
+    common = ["--results", str(results)]
+    regimes.main(["run", "--cells", "fb-format", "--methods", "grpo", "sdpo", "--seeds", "0", "--steps", "1",
+                  "--profile", "tiny", *common])
+    lines = [json.loads(line) for line in results.read_text().splitlines()]
+    assert [(r["cell"], r["method"]) for r in lines] == [("before", "before"), ("base", "grpo"), ("fb-format", "sdpo")]
+    run = lines[2]
+    assert run["profile"] == "tiny" and len(run["success"]) == len(run["step_seconds"]) == 1 and run["commit"]
+    assert run["with_teacher"] and lines[1]["with_teacher"] == []
+    regimes.main(["run", "--cells", "fb-format", "--methods", "sdpo", "--seeds", "0", "--profile", "tiny", *common])
+    assert len(results.read_text().splitlines()) == 3  # saved runs are not run again
+    regimes.main(["report", "--figure", str(tmp_path / "map.png"), *common])
+    out = capsys.readouterr().out
+    assert "| feedback | format/truncation" in out and (tmp_path / "map.png").stat().st_size > 10_000
