@@ -62,8 +62,11 @@ CELLS = {
     # reward sparsity: three-digit operands (GRPO's all-fail groups carry no signal; feedback still teaches)
     "digits3": Cell("difficulty", "3-digit operands", task="addition3", grpo_sees_it=True),
     # the completion budget: at 16 tokens most replies are cut off
-    "tokens32": Cell("budget", "32 tokens", profile={"max_completion_length": 32}, grpo_sees_it=True),
-    "tokens64": Cell("budget", "64 tokens", profile={"max_completion_length": 64}, grpo_sees_it=True),
+    # (held-out answers get the same budget, so a longer reply is not cut off at evaluation either)
+    "tokens32": Cell("budget", "32 tokens", profile={"max_completion_length": 32, "eval_tokens": 32},
+                     grpo_sees_it=True),
+    "tokens64": Cell("budget", "64 tokens", profile={"max_completion_length": 64, "eval_tokens": 64},
+                     grpo_sees_it=True),
     # what the feedback carries
     "fb-none": Cell("feedback", "none: peers only", feedback="none"),
     "fb-plain": Cell("feedback", '"Wrong."', feedback="plain"),
@@ -114,9 +117,14 @@ def profile_for(cell: Cell, args):
     return choose_profile(args.profile, task=cell.task, **overrides)
 
 
+def before_key(task: str, eval_tokens: int) -> tuple:
+    return ("before", f"{task}@{eval_tokens}", 0)
+
+
 def held_out_before(task: str, profile, rows: dict, path: Path) -> float:
-    """The untrained model's held-out accuracy on `task` (greedy: no seed), measured once and saved."""
-    key = ("before", task, 0)
+    """The untrained model's held-out accuracy on `task` with the profile's answer budget (greedy: no seed),
+    measured once per (task, budget) and saved."""
+    key = before_key(task, profile.eval_tokens)
     if key not in rows:
         from sdpo_lite.course.evaluate import accuracy
         from sdpo_lite.course.models import load_model
@@ -124,8 +132,8 @@ def held_out_before(task: str, profile, rows: dict, path: Path) -> float:
         model, tok = load_model(profile.model_name, verbose=False)
         acc = accuracy(model, tok, task, "heldout", max_new_tokens=profile.eval_tokens, limit=profile.eval_limit,
                        progress=False).accuracy
-        rows[key] = save({"kind": "before", "cell": "before", "task": task, "method": "before", "seed": 0,
-                          "after": acc, "profile": profile.name}, path)
+        rows[key] = save({"kind": "before", "cell": "before", "task": task, "eval_tokens": profile.eval_tokens,
+                          "method": "before", "seed": 0, "after": acc, "profile": profile.name}, path)
     return rows[key]["after"]
 
 
@@ -140,7 +148,8 @@ def run_one(name: str, method: str, seed: int, args) -> dict:
                     output_dir=f"/tmp/sdpo_regimes/{name}-{method}-{seed}")
     return {"kind": "run", "cell": name, "factor": cell.factor, "level": cell.level, "task": cell.task,
             "method": method, "seed": seed, "profile": profile.name, "lr": lr, "steps": profile.steps,
-            "max_completion_length": profile.max_completion_length, "after": run.accuracy,
+            "max_completion_length": profile.max_completion_length, "eval_tokens": profile.eval_tokens,
+            "after": run.accuracy,
             "success": run.series("reward"), "truncated": run.series("completions/clipped_ratio"),
             "with_teacher": run.series("sdpo/frac_with_teacher") if run.sdpo_enabled else [],
             "step_seconds": [round(s, 2) for s in run.step_seconds], "seconds": round(run.seconds, 1)}
@@ -160,14 +169,15 @@ def _commit() -> str:
 
 
 def load(path: Path) -> dict:
-    """(cell, method, seed) -> the latest row; ("before", task, 0) -> the untrained model's accuracy."""
+    """(cell, method, seed) -> the latest row; `before_key(task, eval_tokens)` -> the untrained model's accuracy."""
     rows = {}
     if path.exists():
         for line in path.read_text().splitlines():
             if line.strip():
                 row = json.loads(line)
-                rows[(row["cell"] if row["kind"] == "run" else "before", row["task"] if row["kind"] == "before"
-                      else row["method"], row["seed"])] = row
+                key = (before_key(row["task"], row["eval_tokens"]) if row["kind"] == "before" else
+                       (row["cell"], row["method"], row["seed"]))
+                rows[key] = row
     return rows
 
 
@@ -224,7 +234,8 @@ def table(rows: dict) -> str:
     lines = ["| factor | level | held-out before | GRPO | SDPO | blend (lambda 0.9) | SDPO - GRPO | blend - GRPO |",
              "|---|---|---|---|---|---|---|---|"]
     for name, cell in CELLS.items():
-        cells = [rows.get(("before", cell.task, 0), {}).get("after")]
+        budgets = {r["eval_tokens"] for (c, _, _), r in rows.items() if c == name and r["kind"] == "run"}
+        cells = [rows.get(before_key(cell.task, budgets.pop()), {}).get("after") if len(budgets) == 1 else None]
         for method in METHODS:
             target = cell.grpo_cell(name) if method == "grpo" else name
             values = [r["after"] for (c, m, s), r in rows.items() if c == target and m == method]

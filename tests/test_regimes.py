@@ -12,7 +12,8 @@ import regimes  # noqa: E402
 
 def rows_from(after: dict) -> dict:
     """{(cell, method, seed): accuracy} -> rows as `regimes.load` returns them."""
-    return {key: {"kind": "run", "after": value, "step_seconds": [], "success": []} for key, value in after.items()}
+    return {key: {"kind": "run", "after": value, "eval_tokens": 24, "step_seconds": [], "success": []}
+            for key, value in after.items()}
 
 
 def test_cells_grpo_cannot_see_reuse_the_base_grpo_runs():
@@ -33,8 +34,10 @@ def test_paired_differences_and_their_verdicts():
     assert regimes.verdict(*regimes.paired_difference(rows, "fb-reply", "sdpo")) == "no measurable difference"
     assert regimes.verdict(0.2, float("nan"), 1) == "1 seed(s): no interval yet"
     assert regimes.paired_difference(rows, "alpha0", "sdpo")[2] == 0
+    assert '| feedback | "Wrong." | - | 50.0% ± 0.0% (n=5) | 38.0% ±' in regimes.table(rows)  # no baseline yet
+    rows[regimes.before_key("addition", 24)] = {"kind": "before", "after": 0.142}
     table = regimes.table(rows)
-    assert '| feedback | "Wrong." | - | 50.0% ± 0.0% (n=5) | 38.0% ±' in table and "worse than GRPO" in table
+    assert '| feedback | "Wrong." | 14.2% | 50.0% ± 0.0% (n=5) | 38.0% ±' in table and "worse than GRPO" in table
 
 
 @pytest.mark.slow
