@@ -25,17 +25,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import nbformat
-
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "scripts"))
+from rehearse import check_output, with_check_cell  # noqa: E402
 from run_notebooks import run_notebook  # noqa: E402
 
 T4_BYTES = 15 * 10**9
@@ -92,22 +90,6 @@ def build_model(folder: Path, dry_run: bool) -> str:
     return str(folder)
 
 
-def notebook_with_report(source: Path, target: Path) -> Path:
-    nb = nbformat.read(source, as_version=4)
-    nb.cells.append(nbformat.v4.new_code_cell(REPORT))
-    nbformat.write(nb, target)
-    return target
-
-
-def read_report(executed: Path) -> dict | None:
-    if not executed.exists():
-        return None
-    outputs = nbformat.read(executed, as_version=4).cells[-1].get("outputs", [])
-    text = "".join(o.get("text", "") for o in outputs if o.get("name") == "stdout")
-    found = re.search(r"^GPU_REHEARSAL (.*)$", text, re.M)
-    return json.loads(found[1]) if found else None
-
-
 def extrapolated(seconds: float, report: dict, task_steps: int) -> float:
     """The notebook's wall time with every run at the profile's real number of steps (labelled an estimate)."""
     extra = 0.0
@@ -139,16 +121,16 @@ def main(argv=None) -> int:
     (startup / "00-gpu-rehearsal.py").write_text(STARTUP)
     env = {"CUDA_VISIBLE_DEVICES": "0", "SDPO_MODEL": model, "IPYTHONDIR": str(work / "ipython"),
            "SDPO_REHEARSAL_BYTES": str(T4_BYTES), "SDPO_REHEARSAL_STEPS": str(args.steps),
-           "SDPO_REHEARSAL_PROFILE": profile, "HF_HUB_OFFLINE": "1", "PYTORCH_CUDA_ALLOC_CONF": "expandable_segments:True"}
+           "SDPO_REHEARSAL_PROFILE": profile, "HF_HUB_OFFLINE": "1"}
     os.environ.update(env)  # the kernels inherit this process's environment
     results = {"date": time.strftime("%Y-%m-%d"), "steps_per_run": args.steps, "t4_bytes": T4_BYTES,
                "model": "tiny (dry run)" if args.dry_run else "random weights, Qwen2.5-0.5B-Instruct's shape",
                "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
                                         text=True).stdout.strip(), "notebooks": []}
     for stem in args.notebooks:
-        source = notebook_with_report(REPO / "notebooks" / f"{stem}.ipynb", work / f"{stem}.ipynb")
+        source = with_check_cell(REPO / "notebooks" / f"{stem}.ipynb", work / f"{stem}.ipynb", REPORT)
         run = run_notebook(source, args.out, args.timeout, write_back=False, cwd=REPO / "notebooks")
-        report = read_report(args.out / f"{stem}.ipynb")
+        report = check_output(args.out / f"{stem}.ipynb", "GPU_REHEARSAL")
         row = {"notebook": stem, "ok": run.ok, "error": run.error, "seconds": round(run.seconds, 1), "report": report}
         if report:
             real = report["real_steps"].get(TASK_OF.get(stem, "addition"), args.steps)

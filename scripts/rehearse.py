@@ -297,25 +297,25 @@ print("REHEARSAL", json.dumps({"gpus": os.environ.get("CUDA_VISIBLE_DEVICES"),
       "imported": {n: getattr(sys.modules.get(n), "__version__", None) for n in %r}}))""" % (KEPT,)
 
 
-def with_check_cell(source: Path, target: Path) -> Path:
-    """A copy of the notebook with one last cell that reports the kernel's visible GPUs and imported versions."""
+def with_check_cell(source: Path, target: Path, cell: str = CHECK) -> Path:
+    """A copy of the notebook with one last cell (default: report the kernel's visible GPUs and imported versions)."""
     import nbformat
 
     nb = nbformat.read(source, as_version=4)
-    nb.cells.append(nbformat.v4.new_code_cell(CHECK))
+    nb.cells.append(nbformat.v4.new_code_cell(cell))
     nbformat.write(nb, target)
     return target
 
 
-def check_output(executed: Path) -> dict | None:
-    """The check cell's report, read back from the executed notebook (None: it did not run)."""
+def check_output(executed: Path, marker: str = "REHEARSAL") -> dict | None:
+    """The JSON the check cell printed after `marker`, read back from the executed notebook (None: it did not run)."""
     import nbformat
 
     if not executed.exists():
         return None
     outputs = nbformat.read(executed, as_version=4).cells[-1].get("outputs", [])
     text = "".join(o.get("text", "") for o in outputs if o.get("name") == "stdout")
-    found = re.search(r"^REHEARSAL (.*)$", text, re.M)
+    found = re.search(rf"^{marker} (.*)$", text, re.M)
     return json.loads(found[1]) if found else None
 
 
