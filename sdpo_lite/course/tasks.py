@@ -219,22 +219,13 @@ def check_addition(text: str, expected: int) -> bool:
     return answer is not None and answer == int(expected)
 
 
-register_task(
-    "addition",
-    TaskSpec(
-        fields={"uid": str, "prompt": str, "expected": int},
-        checker=check_addition,
-        description="Two-digit addition: 'What is 23 + 45? Answer with just the number.' -> 68",
-    ),
-)
-register_task(
-    "addition3",
-    TaskSpec(
-        fields={"uid": str, "prompt": str, "expected": int},
-        checker=check_addition,
-        description="Three-digit addition, a sparser reward: 'What is 234 + 567? ...' -> 801 (benchmarks/regimes.py)",
-    ),
-)
+ADDITION_TASKS = {  # the same rows and checker; three-digit operands make the reward sparser (benchmarks/regimes.py)
+    "addition": "Two-digit addition: 'What is 23 + 45? Answer with just the number.' -> 68",
+    "addition3": "Three-digit addition, a sparser reward: 'What is 234 + 567? ...' -> 801",
+}
+for _name, _description in ADDITION_TASKS.items():
+    register_task(_name, TaskSpec(fields={"uid": str, "prompt": str, "expected": int}, checker=check_addition,
+                                  description=_description))
 
 
 # --------------------------------------------------------------------------------------------------
