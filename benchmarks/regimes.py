@@ -50,7 +50,7 @@ class Cell:
     task: str = "addition"
     profile: dict = field(default_factory=dict)  # Profile overrides (the completion budget, the learning rate)
     sdpo: dict = field(default_factory=dict)  # SDPOConfig overrides for sdpo and blend
-    feedback: str = "rich"  # rich | plain | reply | format | none (peers only)
+    feedback: str = "rich"  # rich | plain | reply | format | sum-format | none (peers only)
     grpo_sees_it: bool = False  # False: this cell's GRPO rows are the base cell's
 
     def grpo_cell(self, name: str) -> str:
@@ -72,6 +72,7 @@ CELLS = {
     "fb-plain": Cell("feedback", '"Wrong."', feedback="plain"),
     "fb-format": Cell("feedback", "format/truncation, no sum (official kind)", feedback="format"),
     "fb-reply": Cell("feedback", "the sum + a model reply", feedback="reply"),
+    "fb-sum-format": Cell("feedback", "the sum + format/truncation", feedback="sum-format"),
     # the teacher and the divergence
     "frozen": Cell("teacher", "frozen initial model", sdpo={"teacher_mode": "frozen"}),
     "ema0.01": Cell("teacher", "EMA tau 0.01", sdpo={"ema_tau": 0.01}),
@@ -90,8 +91,9 @@ CELLS = {
 def reward_for(cell: Cell, profile):
     from sdpo_lite.course import rewards
 
-    if cell.feedback == "format":
-        return rewards.make_addition_format_reward(max_tokens=profile.max_completion_length)
+    if cell.feedback in ("format", "sum-format"):
+        return rewards.make_addition_format_reward(max_tokens=profile.max_completion_length,
+                                                   with_sum=cell.feedback == "sum-format")
     return {"rich": rewards.addition_reward_rich, "plain": rewards.addition_reward,
             "reply": rewards.addition_reward_reply, "none": rewards.addition_reward_rich}[cell.feedback]
 
@@ -196,6 +198,7 @@ def command_run(args) -> None:
     todo = [key for key in planned(args.cells, args.methods, args.seeds) if args.again or key not in rows]
     print(f"{len(todo)} run(s) to do (rows saved so far: {sum(r['kind'] == 'run' for r in rows.values())})", flush=True)
     for name, method, seed in todo:
+        wait_while(args.pause_file)
         cell = CELLS[name]
         before = held_out_before(cell.task, profile_for(cell, args), rows, args.results)
         t0 = time.perf_counter()
@@ -204,6 +207,17 @@ def command_run(args) -> None:
         print(f"{name:10s} {method:5s} seed {seed}: held-out {before:.1%} -> {row['after']:.1%}, success (last 5) "
               f"{statistics.mean(row['success'][-5:]):.2f}, truncated {statistics.mean(row['truncated']):.0%}, "
               f"{time.perf_counter() - t0:.0f} s", flush=True)
+
+
+def wait_while(pause_file: Path | None) -> None:
+    """Hold off the next run while `pause_file` exists: another job can use the two cores between runs without
+    slowing a run down (each run's step times are part of its result)."""
+    announced = False
+    while pause_file is not None and pause_file.exists():
+        if not announced:
+            print(f"paused: {pause_file} exists", flush=True)
+            announced = True
+        time.sleep(5)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -313,6 +327,7 @@ def main(argv=None) -> None:
     run.add_argument("--steps", type=int, help="override the profile's steps (development only)")
     run.add_argument("--profile", default="cpu", help="cpu (the map) | tiny (development only)")
     run.add_argument("--again", action="store_true", help="rerun even where a row is saved")
+    run.add_argument("--pause-file", type=Path, help="before each run, wait while this file exists")
     report = sub.add_parser("report", help="the table and the figure, from the saved rows")
     report.add_argument("--figure", type=Path, default=FIGURE)
     listing = sub.add_parser("list", help="the cells and which runs are saved")

@@ -152,6 +152,19 @@ def test_addition_format_feedback_never_gives_the_sum():
     assert not any("68" in (o["feedback"] or "") for o in out)
 
 
+def test_addition_format_feedback_with_sum_adds_the_notice_to_the_rich_text():
+    from sdpo_lite.course.rewards import make_addition_format_reward
+
+    reward = make_addition_format_reward(max_tokens=4, with_sum=True)
+    out = reward(prompts=[ADDITION_PROMPT] * 4, completions=["68", "23 + 45 is", "The answer is 67.", "no idea"],
+                 expected=[68] * 4, completion_ids=[[1], [1, 2, 3, 4], [1, 2], [1, 2, 3]])
+    assert reward.__name__ == "addition_reward_format_sum" and out[0] == {"score": 1.0, "feedback": None}
+    assert out[1]["feedback"] == ("Wrong: 23 + 45 = 68, you wrote 45. Your reply was cut off at the length limit "
+                                  "before it ended. Reply with just the number.")
+    assert out[2]["feedback"] == "Wrong: 23 + 45 = 68, you wrote 67"
+    assert out[3]["feedback"].startswith("Wrong: 23 + 45 = 68, your answer had no number. Your reply had no number")
+
+
 def test_addition_chat_format_last_integer_and_names():
     prompt = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": ADDITION_PROMPT}]
     completion = [{"role": "assistant", "content": "23 + 45 is -3"}]

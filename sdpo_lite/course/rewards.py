@@ -150,30 +150,41 @@ def make_addition_reward(rich: bool = False, show_reply: bool = False):
     return reward
 
 
-def make_addition_format_reward(max_tokens: int):
+def make_addition_format_reward(max_tokens: int, with_sum: bool = False):
     """An addition reward with the official math environment's kind of feedback: about the attempt, never the sum.
 
     A correct reply gets no feedback; a reply cut off at `max_tokens` (the completion budget) is told so; one with
     no number is told the required format; a wrong number is told only that it is wrong. Truncation is read from
     TRL's `completion_ids` column: a completion of `max_tokens` tokens ended at the limit, not by choice.
+
+    ``with_sum=True`` puts the rich feedback's sum in front ("Wrong: 23 + 45 = 68, you wrote 67. Your reply was
+    cut off ..."): the teacher then knows both the digits and that the reply must be short, which is what separates
+    GRPO from SDPO at a 16-token budget.
     """
 
     def reward(prompts, completions, expected=None, completion_ids=None, log_metric=None, **kwargs) -> list[dict]:
         if expected is None:
             raise ValueError("addition reward needs the dataset column 'expected'")
         targets = _per_sample(expected, len(completions), "expected")
+        prompt_list = _per_sample(prompts, len(completions), "prompts") if prompts is not None else [""] * len(completions)
         lengths = [len(ids) for ids in completion_ids] if completion_ids is not None else [0] * len(completions)
         out = []
-        for completion, target, length in zip(completions, targets, lengths):
+        for prompt, completion, target, length in zip(prompt_list, completions, targets, lengths):
             answer = addition_answer(completion_text(completion))
-            out.append({"score": 1.0 if answer == int(target) else 0.0,
-                        "feedback": _format_feedback(answer, int(target), length >= max_tokens)})
+            feedback = _format_feedback(answer, int(target), length >= max_tokens)
+            if with_sum and feedback is not None:
+                wrong = _addition_feedback(prompt, answer, int(target), rich=True)
+                feedback = wrong if feedback == _WRONG_ANSWER else f"{wrong}. {feedback}"
+            out.append({"score": 1.0 if answer == int(target) else 0.0, "feedback": feedback})
         if out:
             _log(log_metric, "addition/accuracy", sum(r["score"] for r in out) / len(out))
         return out
 
-    reward.__name__ = reward.__qualname__ = "addition_reward_format"
+    reward.__name__ = reward.__qualname__ = "addition_reward_format_sum" if with_sum else "addition_reward_format"
     return reward
+
+
+_WRONG_ANSWER = "Wrong answer."
 
 
 def _format_feedback(answer: int | None, expected: int, truncated: bool) -> str | None:
@@ -183,7 +194,7 @@ def _format_feedback(answer: int | None, expected: int, truncated: bool) -> str 
         return "Your reply was cut off at the length limit before it ended. Reply with just the number."
     if answer is None:
         return "Your reply had no number. Reply with just the number."
-    return "Wrong answer."
+    return _WRONG_ANSWER
 
 
 addition_reward = make_addition_reward(rich=False)
