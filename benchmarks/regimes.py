@@ -21,10 +21,7 @@ method the mean over seeds with a 95% t-interval, and the paired difference to G
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
 import statistics
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -33,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from summarise import interval  # noqa: E402  (the 95% t-interval the README's tables use)
+from summarise import append_jsonl, interval, read_jsonl  # noqa: E402  (the README's 95% t-interval)
 
 RESULTS = ROOT / "benchmarks" / "results" / "regimes.jsonl"
 FIGURE = ROOT / "docs" / "images" / "regime_map.png"
@@ -93,7 +90,7 @@ def reward_for(cell: Cell, profile):
 
     if cell.feedback in ("format", "sum-format"):
         return rewards.make_addition_format_reward(max_tokens=profile.max_completion_length,
-                                                   with_sum=cell.feedback == "sum-format")
+                                                   wrong="sum" if cell.feedback == "sum-format" else "plain")
     return {"rich": rewards.addition_reward_rich, "plain": rewards.addition_reward,
             "reply": rewards.addition_reward_reply, "none": rewards.addition_reward_rich}[cell.feedback]
 
@@ -158,29 +155,13 @@ def run_one(name: str, method: str, seed: int, args) -> dict:
 
 
 def save(row: dict, path: Path) -> dict:
-    row = {**row, "date": datetime.date.today().isoformat(), "commit": _commit()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as handle:
-        handle.write(json.dumps(row) + "\n")
-    return row
-
-
-def _commit() -> str:
-    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-    return out.stdout.strip() or "unknown"
+    return append_jsonl(row, path)
 
 
 def load(path: Path) -> dict:
     """(cell, method, seed) -> the latest row; `before_key(task, eval_tokens)` -> the untrained model's accuracy."""
-    rows = {}
-    if path.exists():
-        for line in path.read_text().splitlines():
-            if line.strip():
-                row = json.loads(line)
-                key = (before_key(row["task"], row["eval_tokens"]) if row["kind"] == "before" else
-                       (row["cell"], row["method"], row["seed"]))
-                rows[key] = row
-    return rows
+    return read_jsonl(path, lambda row: before_key(row["task"], row["eval_tokens"]) if row["kind"] == "before" else
+                      (row["cell"], row["method"], row["seed"]))
 
 
 def planned(cells, methods, seeds) -> list[tuple[str, str, int]]:

@@ -12,9 +12,14 @@ difference" at this number of seeds. Standard library only.
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import statistics
+import subprocess
 from pathlib import Path
+from typing import Callable
+
+ROOT = Path(__file__).resolve().parent.parent
 
 # Two-sided 95% quantiles of Student's t, by degrees of freedom (n - 1 seeds).
 T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
@@ -31,6 +36,32 @@ def interval(values: list[float]) -> tuple[float, float]:
     if len(values) < 2:
         return mean, float("nan")
     return mean, t975(len(values) - 1) * statistics.stdev(values) / len(values) ** 0.5
+
+
+def commit() -> str:
+    """The checkout's short commit hash, saved with every result ("unknown" outside git)."""
+    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    return out.stdout.strip() or "unknown"
+
+
+def append_jsonl(row: dict, path: Path) -> dict:
+    """Append one run to a JSON-lines log, stamped with today's date and the commit that produced it."""
+    row = {**row, "date": datetime.date.today().isoformat(), "commit": commit()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        handle.write(json.dumps(row) + "\n")
+    return row
+
+
+def read_jsonl(path: Path, key: Callable[[dict], tuple]) -> dict:
+    """key(row) -> the latest row with that key (a rerun appends a line that replaces the earlier one)."""
+    rows = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            if line.strip():
+                row = json.loads(line)
+                rows[key(row)] = row
+    return rows
 
 
 def load_rows(paths) -> dict[tuple[str, float], dict[int, float]]:

@@ -49,6 +49,24 @@ def test_committed_files_match_the_generator():
     assert len(three) == 120 and all(three_digits.fullmatch(p) for p in three["prompt"])
 
 
+def test_hard_addition_is_the_measured_selection_of_held_out_rows():
+    """data/addition_hard: held-out rows, unchanged, that the selection measured at 1-3 successes in 32 samples
+    and not greedily correct (benchmarks/results/test_time_selection.json holds every question's count)."""
+    heldout = {r["uid"]: r for r in load_task("addition", "heldout")}
+    hard = list(load_task("addition_hard", "heldout"))
+    measured = {q["uid"]: q for q in json.loads((REPO / "benchmarks" / "results" /
+                                                 "test_time_selection.json").read_text())["questions"]}
+    assert len(hard) == 12 and TASKS["addition_hard"].splits == ("heldout",)
+    for row in hard:
+        fields = {k: v for k, v in row.items() if k != "selection_pass_at_1"}
+        assert fields == heldout[row["uid"]]
+        count = measured[row["uid"]]
+        assert 1 <= count["successes"] <= 3 and not count["greedy_correct"]
+        assert row["selection_pass_at_1"] == round(count["successes"] / count["n"], 4)
+    qualified = [u for u, q in measured.items() if 1 <= q["successes"] <= 3 and not q["greedy_correct"]]
+    assert [r["uid"] for r in hard] == qualified[:12]  # the first twelve in held-out order, none skipped
+
+
 def test_task_path_and_data_dir_override(tmp_path, monkeypatch):
     assert task_path("addition", "train") == REPO / "data" / "addition" / "train.jsonl"
     assert task_path("addition", "train", data_dir=tmp_path) == tmp_path / "addition" / "train.jsonl"

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from sdpo_lite.course.rewards import (addition_reward, addition_reward_rich, code_execution_reward, completion_text,
                                       extract_code)
 
@@ -155,7 +157,7 @@ def test_addition_format_feedback_never_gives_the_sum():
 def test_addition_format_feedback_with_sum_adds_the_notice_to_the_rich_text():
     from sdpo_lite.course.rewards import make_addition_format_reward
 
-    reward = make_addition_format_reward(max_tokens=4, with_sum=True)
+    reward = make_addition_format_reward(max_tokens=4, wrong="sum")
     out = reward(prompts=[ADDITION_PROMPT] * 4, completions=["68", "23 + 45 is", "The answer is 67.", "no idea"],
                  expected=[68] * 4, completion_ids=[[1], [1, 2, 3, 4], [1, 2], [1, 2, 3]])
     assert reward.__name__ == "addition_reward_format_sum" and out[0] == {"score": 1.0, "feedback": None}
@@ -163,6 +165,19 @@ def test_addition_format_feedback_with_sum_adds_the_notice_to_the_rich_text():
                                   "before it ended. Reply with just the number.")
     assert out[2]["feedback"] == "Wrong: 23 + 45 = 68, you wrote 67"
     assert out[3]["feedback"].startswith("Wrong: 23 + 45 = 68, your answer had no number. Your reply had no number")
+
+
+def test_addition_format_feedback_direction_says_too_high_or_low_never_the_sum():
+    from sdpo_lite.course.rewards import make_addition_format_reward
+
+    reward = make_addition_format_reward(max_tokens=4, wrong="direction")
+    out = reward(prompts=[ADDITION_PROMPT] * 4, completions=["68", "It is 70.", "The answer is 67.", "23 + 45 is"],
+                 expected=[68] * 4, completion_ids=[[1], [1, 2], [1, 2], [1, 2, 3, 4]])
+    assert [o["feedback"] for o in out[:3]] == [None, "Your answer 70 is too high.", "Your answer 67 is too low."]
+    assert "cut off" in out[3]["feedback"] and reward.__name__ == "addition_reward_format_direction"
+    assert not any("68" in (o["feedback"] or "") for o in out)
+    with pytest.raises(ValueError, match="choose one of"):
+        make_addition_format_reward(max_tokens=4, wrong="sums")
 
 
 def test_addition_chat_format_last_integer_and_names():

@@ -105,3 +105,21 @@ def draw_sdpo_data_flow():
             "scored on the same tokens y", ha="center", va="top", fontsize=10)
     ax.set(xlim=(0, 0.82), ylim=(0.05, 1.0))
     return fig
+
+
+def plot_discovery(curves: dict, ks: list[int], *, title: str = "Discovery on hard questions", ax=None):
+    """P(a correct answer within k attempts) per method (`discovery.discovery_curves`), with its 95% band."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.5, 4))
+    for i, (method, curve) in enumerate(curves.items()):
+        colour = COLOURS[i % len(COLOURS)]
+        n = len(curve["mean"])
+        ax.plot(ks[:n], curve["mean"], lw=2, color=colour, label=f"{method} ({curve['questions']} questions)")
+        ax.fill_between(ks[:n], curve["low"], curve["high"], color=colour, alpha=0.18, lw=0)
+    ax.set(xlabel="attempts k", ylabel="P(correct answer within k attempts)", ylim=(0, 1), xlim=(0, max(ks)),
+           title=title)
+    ax.legend(frameon=False, loc="upper left")
+    ax.figure.tight_layout()
+    return ax.figure

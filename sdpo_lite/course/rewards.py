@@ -150,17 +150,26 @@ def make_addition_reward(rich: bool = False, show_reply: bool = False):
     return reward
 
 
-def make_addition_format_reward(max_tokens: int, with_sum: bool = False):
+WRONG_NUMBER_FEEDBACK = ("plain", "sum", "direction")
+
+
+def make_addition_format_reward(max_tokens: int, wrong: str = "plain"):
     """An addition reward with the official math environment's kind of feedback: about the attempt, never the sum.
 
     A correct reply gets no feedback; a reply cut off at `max_tokens` (the completion budget) is told so; one with
     no number is told the required format; a wrong number is told only that it is wrong. Truncation is read from
     TRL's `completion_ids` column: a completion of `max_tokens` tokens ended at the limit, not by choice.
 
-    ``with_sum=True`` puts the rich feedback's sum in front ("Wrong: 23 + 45 = 68, you wrote 67. Your reply was
-    cut off ..."): the teacher then knows both the digits and that the reply must be short, which is what separates
-    GRPO from SDPO at a 16-token budget.
+    `wrong` says what a wrong attempt is told about its number:
+    - "plain": nothing more ("Wrong answer.");
+    - "sum": the rich feedback's sum in front ("Wrong: 23 + 45 = 68, you wrote 67. Your reply was cut off ..."), so
+      the teacher knows both the digits and that the reply must be short (what separates GRPO from SDPO at a
+      16-token budget);
+    - "direction": whether the number is too high or too low, never the sum ("Your answer 67 is too low."): the
+      feedback of notebook 04, where a method that is told the answer would just copy it.
     """
+    if wrong not in WRONG_NUMBER_FEEDBACK:
+        raise ValueError(f"wrong={wrong!r}; choose one of {WRONG_NUMBER_FEEDBACK}")
 
     def reward(prompts, completions, expected=None, completion_ids=None, log_metric=None, **kwargs) -> list[dict]:
         if expected is None:
@@ -172,15 +181,17 @@ def make_addition_format_reward(max_tokens: int, with_sum: bool = False):
         for prompt, completion, target, length in zip(prompt_list, completions, targets, lengths):
             answer = addition_answer(completion_text(completion))
             feedback = _format_feedback(answer, int(target), length >= max_tokens)
-            if with_sum and feedback is not None:
-                wrong = _addition_feedback(prompt, answer, int(target), rich=True)
-                feedback = wrong if feedback == _WRONG_ANSWER else f"{wrong}. {feedback}"
+            if wrong == "sum" and feedback is not None:
+                told = _addition_feedback(prompt, answer, int(target), rich=True)
+                feedback = told if feedback == _WRONG_ANSWER else f"{told}. {feedback}"
+            elif wrong == "direction" and feedback == _WRONG_ANSWER:
+                feedback = f"Your answer {answer} is too {'high' if answer > int(target) else 'low'}."
             out.append({"score": 1.0 if answer == int(target) else 0.0, "feedback": feedback})
         if out:
             _log(log_metric, "addition/accuracy", sum(r["score"] for r in out) / len(out))
         return out
 
-    reward.__name__ = reward.__qualname__ = "addition_reward_format_sum" if with_sum else "addition_reward_format"
+    reward.__name__ = reward.__qualname__ = "addition_reward_format" + ("" if wrong == "plain" else f"_{wrong}")
     return reward
 
 

@@ -12,6 +12,40 @@ from sdpo_lite.reprompt import (RolloutRecord, plan_teachers, render_teacher_pro
 from sdpo_lite.rewards import split_reward_outputs
 
 
+def sample_completions(model, tokenizer, conversations: list[list[dict]], *, n: int = 1, max_new_tokens: int = 64,
+                       temperature: float = 1.0, seed: int = 0) -> tuple[list[str], list[list[int]]]:
+    """Sample `n` replies to each chat conversation, as TRL samples rollouts (temperature, no top-k/top-p).
+
+    Returns the texts and the token ids of every reply, conversation by conversation (n per conversation). The ids
+    end at the end-of-sequence token, included, as TRL's `completion_ids` column does: a reply of exactly
+    `max_new_tokens` ids was cut off (what a format reward reads).
+    """
+    import torch
+    from transformers import GenerationConfig
+
+    texts = [tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in conversations]
+    side, tokenizer.padding_side = tokenizer.padding_side, "left"  # every prompt ends where its reply starts
+    try:
+        batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+    finally:
+        tokenizer.padding_side = side
+    torch.manual_seed(seed)
+    eos = model.generation_config.eos_token_id
+    sampling = GenerationConfig(do_sample=True, temperature=temperature, top_k=0, top_p=1.0, num_return_sequences=n,
+                                max_new_tokens=max_new_tokens, eos_token_id=eos, pad_token_id=tokenizer.pad_token_id)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            output = model.generate(**batch, generation_config=sampling)  # (len(conversations) * n, prompt + new)
+    finally:
+        model.train(was_training)
+    new = output[:, batch["input_ids"].shape[1]:].tolist()
+    stops = set(eos if isinstance(eos, list) else [eos])
+    ids = [row[:next((i + 1 for i, t in enumerate(row) if t in stops), len(row))] for row in new]
+    return tokenizer.batch_decode(ids, skip_special_tokens=True), ids
+
+
 def rollout_group(model, tokenizer, row: dict, reward_func, *, n: int = 8, max_new_tokens: int = 64,
                   temperature: float = 1.0, config: SDPOConfig | None = None, seed: int = 0) -> list:
     """One SDPO step's bookkeeping, without the training: sample `n` answers to `row`, score them, build teachers.
@@ -20,26 +54,11 @@ def rollout_group(model, tokenizer, row: dict, reward_func, *, n: int = 8, max_n
     succeeded, a successful peer's answer becomes the demonstration, and failed rollouts without a peer get their
     own feedback. Returns RolloutRecords (teacher_prompt None = no teacher), ready for `widgets.show_teacher_prompt`.
     """
-    import torch
-    from transformers import GenerationConfig
-
     config = config or SDPOConfig()
     prompt = row["prompt"]  # chat messages (a conversational dataset) or plain text
     prompt = prompt if isinstance(prompt, list) else [{"role": "user", "content": prompt}]
-    text = tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
-    batch = tokenizer([text], return_tensors="pt", add_special_tokens=False).to(model.device)
-    torch.manual_seed(seed)
-    sampling = GenerationConfig(do_sample=True, temperature=temperature, top_k=0, top_p=1.0, num_return_sequences=n,
-                                max_new_tokens=max_new_tokens, eos_token_id=model.generation_config.eos_token_id,
-                                pad_token_id=tokenizer.pad_token_id)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            output = model.generate(**batch, generation_config=sampling)  # (n, prompt + new tokens)
-    finally:
-        model.train(was_training)
-    completions = tokenizer.batch_decode(output[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
+    completions, _ = sample_completions(model, tokenizer, [prompt], n=n, max_new_tokens=max_new_tokens,
+                                        temperature=temperature, seed=seed)
     columns = {k: [v] * n for k, v in row.items() if k != "prompt"}  # dataset columns, one entry per completion
     scores, feedback = split_reward_outputs(reward_func([prompt] * n, completions, **columns), n, "reward_func")
     return teacher_records(prompt, completions, scores, feedback, tokenizer, config)

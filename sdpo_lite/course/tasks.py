@@ -226,6 +226,12 @@ ADDITION_TASKS = {  # the same rows and checker; three-digit operands make the r
 for _name, _description in ADDITION_TASKS.items():
     register_task(_name, TaskSpec(fields={"uid": str, "prompt": str, "expected": int}, checker=check_addition,
                                   description=_description))
+# Notebook 04's hard questions: held-out addition rows the untrained model rarely solves, chosen by measurement
+# (benchmarks/test_time.py select), each with the pass@1 measured when it was chosen.
+register_task("addition_hard", TaskSpec(fields={"uid": str, "prompt": str, "expected": int,
+                                                "selection_pass_at_1": float},
+                                        checker=check_addition, splits=("heldout",),
+                                        description="Held-out addition questions SmolLM2-135M rarely solves"))
 
 
 # --------------------------------------------------------------------------------------------------

@@ -1,0 +1,79 @@
+"""The prose of a notebook's summary against the numbers its own saved outputs recorded.
+
+A summary that says "best-of-k found an answer with probability 61%" must be true of the run saved beside it:
+when a rerun changes the numbers, these tests fail until the sentence is rewritten. The numbers are read from the
+`key = value` lines that `record_result` prints into the saved outputs.
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+RECORDED = re.compile(r"^(\w+) = (\S+)$", re.MULTILINE)
+
+
+def recorded(notebook: dict) -> dict[str, float]:
+    values = {}
+    for cell in notebook["cells"]:
+        for output in cell.get("outputs", []):
+            for key, value in RECORDED.findall("".join(output.get("text", ""))):
+                values[key] = float(value)
+    return values
+
+
+def cell_text(notebook: dict, cell_id: str) -> str:
+    cell = next(c for c in notebook["cells"] if c.get("id") == cell_id)
+    return " ".join("".join(cell["source"]).split())  # one line: sentences wrap across the source's lines
+
+
+def printed(notebook: dict, cell_id: str) -> str:
+    cell = next(c for c in notebook["cells"] if c.get("id") == cell_id)
+    return "".join("".join(o.get("text", "")) for o in cell.get("outputs", []))
+
+
+@pytest.fixture(scope="module")
+def nb04():
+    notebook = json.loads((NOTEBOOKS / "04_test_time_sdpo.ipynb").read_text())
+    return recorded(notebook), cell_text(notebook, "nb04-21"), printed(notebook, "nb04-16")
+
+
+def test_notebook_04_summary_states_the_discovery_numbers_it_measured(nb04):
+    values, summary, _ = nb04
+    bok, sdpo, multi = (values[f"found_within_24_{m}"] for m in ("best_of_k", "test_time_SDPO", "multi_turn"))
+    assert bok > sdpo and bok > multi, "the summary says no method found answers more often than best-of-k"
+    assert (f"best-of-k found an answer within 24 attempts with probability {bok:.0%}, test-time SDPO {sdpo:.0%} "
+            f"and multi-turn retry {multi:.0%}") in summary
+
+
+@pytest.mark.parametrize("method, verdict", [("test-time SDPO", "no measurable difference"), ("multi-turn", "worse")])
+def test_notebook_04_summary_states_the_paired_differences_and_their_verdicts(nb04, method, verdict):
+    _, summary, output = nb04
+    found = re.search(rf"{method} minus best-of-k, found within 24: ([+-]\d+)% \[95% interval ([+-]\d+)% to "
+                      r"([+-]\d+)%\]", output)
+    diff, low, high = map(int, found.groups())
+    assert (low < 0 < high) == (verdict == "no measurable difference") and (high < 0) == (verdict == "worse")
+    if method == "test-time SDPO":
+        assert f"SDPO minus best-of-k is {diff:+d} points (95% interval {low:+d} to {high:+d}): {verdict}" in summary
+    else:
+        assert f"Multi-turn retry is {verdict} ({diff:+d} points, {low:+d} to {high:+d})" in summary
+
+
+def test_notebook_04_summary_on_when_sdpo_found_its_answers(nb04):
+    values, summary, _ = nb04
+    assert values["sdpo_found_after_an_update"] == 2
+    assert values["found_within_24_test_time_SDPO"] == pytest.approx(3 / 6, abs=1e-4)  # three discoveries of six
+    assert "Two of its three discoveries came after at least one update" in summary
+
+
+def test_notebook_04_summary_on_the_feedback_probe_and_what_the_updates_did(nb04):
+    values, summary, _ = nb04
+    low, high = values["probe_mean_change_too_low"], values["probe_mean_change_too_high"]
+    assert low < 0 and high < 0, "the summary says the feedback lowered the right digit's probability"
+    assert f"mean change {low:.3f} and {high:.3f}" in summary
+    first, last = values["sdpo_answers_with_a_number_first_step"], values["sdpo_answers_with_a_number_last_step"]
+    assert last < first
+    assert f"fell from {first:.0%} in the first step to {last:.0%} in the last" in summary
