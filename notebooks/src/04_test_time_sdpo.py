@@ -151,7 +151,7 @@ record_result("sdpo_found_after_an_update", after_update)
 # questions (a question is the unit of evidence: its searches share its difficulty). With a handful of questions
 # the bands are wide: read the curves together with their bands.
 
-# %% id="nb04-14"
+# %% id="nb04-14" tags=["nbval-ignore-output"]
 from sdpo_lite.course.discovery import attempts_ratio, discovery_curves, paired_difference
 from sdpo_lite.course.reports import plot_discovery
 
