@@ -108,4 +108,5 @@ plt.show()
 # bars at the edges of the error histogram. Another 16 are near misses, within 10 of the sum. So there *are* correct samples to learn from, but they are rare: a hard start for
 # reinforcement learning, and exactly the situation SDPO's self-teacher is meant to help with.
 #
-# Next, notebook 01 trains this model with plain GRPO, and later notebooks add SDPO's self-teacher.
+# Next, notebook 01 trains this model three ways from the same weights (SDPO, GRPO and their blend) and compares
+# them; notebooks 02-04 take SDPO to LoRA, to code with executed tests, and to single hard questions at test time.

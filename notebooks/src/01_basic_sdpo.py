@@ -84,8 +84,9 @@ print_next_token_views(next_token_views(model, tokenizer, question, "23 + 45 equ
 # puts most of its mass on `6` and `8`, the digits of 68. Elsewhere the two mostly agree, so the loss there is
 # small. That is the dense signal: it points at the exact tokens that were wrong, and at what to write instead.
 #
-# Now the same with the plain feedback "Wrong.": the teacher learns nothing it did not know, and neither would the
-# student.
+# Now the same with the plain feedback "Wrong.". The teacher now knows that the attempt failed, but not how, and look
+# at the tens digit below: it moves most of its mass to `9`, another wrong digit. Feedback without the answer does
+# not merely teach nothing; it can teach the wrong thing.
 
 # %% id="nb01-10"
 plain = build_teacher_message(question[0]["content"], None, "Wrong.", SDPOConfig())[0]
@@ -93,7 +94,6 @@ rows = next_token_views(model, tokenizer, question, "23 + 45 equals 67.", plain)
 print_next_token_views(rows[7:10])  # the answer digits and the full stop
 
 # %% [markdown] id="nb01-11"
-# \
 # ## 4. The loss in three lines
 #
 # At each completion position $t$ let $p = \mathrm{softmax}(z_S/\tau)$ be the student's next-token distribution
@@ -103,8 +103,9 @@ print_next_token_views(rows[7:10])  # the answer digits and the full stop
 #
 # $$D_\alpha(p, q) = (1-\alpha)\,\mathrm{KL}(p \,\|\, m) + \alpha\,\mathrm{KL}(q \,\|\, m), \qquad m = (1-\alpha)\,p + \alpha\,q$$
 #
-# $\alpha = 0$ is the forward KL $\mathrm{KL}(q\|p)$, $\alpha = 1$ the reverse KL $\mathrm{KL}(p\|q)$, and the
-# default $\alpha = 0.5$ the Jensen-Shannon divergence. The loss is the mean of $D_\alpha$ over all completion
+# Read literally, this is 0 at both ends ($m$ becomes $p$ at $\alpha = 0$ and $q$ at $\alpha = 1$), so the ends are
+# defined on their own, as in the official code: $\alpha = 0$ is the forward KL $\mathrm{KL}(q\|p)$, $\alpha = 1$
+# the reverse KL $\mathrm{KL}(p\|q)$. The default $\alpha = 0.5$ is the Jensen-Shannon divergence. The loss is the mean of $D_\alpha$ over all completion
 # tokens of rollouts that have a teacher; only the student gets gradients.
 #
 # The **teacher's weights** are an exponential moving average of the student's, $\theta_T \leftarrow
@@ -254,7 +255,8 @@ print("OK:", feedback)
 # ## Summary
 #
 # - SDPO turns feedback text into a per-token target: the model's own predictions, conditioned on the feedback.
-# - The teacher is only as good as the feedback: "Wrong." teaches nothing; "68, not 67" points at the digits.
+# - The teacher is only as good as the feedback: "68, not 67" points at the digits; "Wrong." does not, and here it
+#   moved the teacher to another wrong digit (section 3).
 # - On a 135M model and 24 steps pure SDPO loses clearly to GRPO (23 points behind, 3 seeds) and the blend shows no
 #   measurable difference from GRPO; the paper finds SDPO's advantage grows with model strength (and that it can
 #   lose to GRPO on weak models). The GPU profile

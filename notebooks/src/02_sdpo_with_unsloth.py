@@ -159,7 +159,8 @@ for prompt, completion, expected, ok in before.examples[:3]:
 # bitsandbytes, PyTorch's AdamW otherwise; TRL's gradient checkpointing off, since Unsloth has its own), and the
 # learning rate is LoRA's, ten times notebook 01's.
 #
-# The loss is the blend the paper recommends for weak models, 0.9 GRPO + 0.1 SDPO (`grpo_weight=0.9`), because pure
+# The loss is a blend of GRPO and SDPO, which the paper suggests for weak models; the weight 0.9 GRPO + 0.1 SDPO
+# (`grpo_weight=0.9`) is ours, from the addition sweep in the README, not the paper's. A blend, because pure
 # SDPO hurt this 135M model on parity: in one run each with these settings (measured before a fix that keeps a
 # successful rollout's own feedback away from its teacher; not re-run since), pure SDPO took held-out accuracy from
 # 43% to 11% (learning rate 1e-4), 29% (3e-5) and 43%, unchanged (1e-5). Set `grpo_weight=0.0` to see it yourself. The

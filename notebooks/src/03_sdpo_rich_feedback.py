@@ -210,10 +210,11 @@ plot_comparison(runs, before.accuracy);
 # 17.6 / 17.6 / 23.5%, GRPO 17.6 / 23.5 / 17.6%. So this run demonstrates the mechanics, not a gain: do not read a
 # difference of one task as a result.
 #
-# What changes with a bigger model and budget (the GPU profile: Qwen2.5-0.5B-Instruct, 40 steps of 4 tasks x 8
-# attempts, 256 tokens): far more attempts pass, so peers' solutions become common demonstrations; the teacher can
-# read an error message (section 4 showed SmolLM2 mostly cannot); and 160 training prompts instead of 10. The paper's
-# gains from rich feedback on code come from models of that size and larger.
+# What should change with a bigger model and budget (the GPU profile: Qwen2.5-0.5B-Instruct, 40 steps of 4 tasks x 8
+# attempts, 256 tokens): more attempts pass, so peers' solutions become demonstrations more often; a stronger teacher
+# may be able to read an error message (section 4 showed SmolLM2 mostly cannot); and there are 160 training prompts
+# instead of 10. Whether that is enough is not known: the paper reports that SDPO's gains grow with model strength (and that SDPO
+# underperformed GRPO on Qwen2.5-1.5B), and the GPU profile has not run yet.
 
 # %% [markdown] id="nb03-19"
 # ## 6. Look inside one step
@@ -259,11 +260,12 @@ print("OK:", terse[1]["feedback"])
 # %% [markdown] id="nb03-26"
 # ## Summary
 #
-# - Executed code gives SDPO what it needs: specific, token-locatable feedback. The teacher reads the error and moves
-#   probability exactly where the attempt went wrong (section 4).
+# - Executed code gives SDPO specific, token-locatable feedback, but a 135M teacher can barely use an error message on
+#   its own: at the wrong token, the fix `>=` went from 0.17 to 0.18 with the test feedback, to 0.54 with a peer's
+#   solution and to 0.72 with both (section 4).
 # - Feedback is what gives a weak model a teacher at all: without it, only groups with a passing peer teach.
 # - Model-written code is untrusted input. `sdpo_lite.course.sandbox` runs it in a separate, limited, unprivileged process;
 #   for anything beyond a course, put a VM or container boundary around it as well.
 # - With a bigger model (the GPU profile: Qwen2.5-0.5B-Instruct, 40 steps of 4 tasks x 8 attempts, 256 tokens)
-#   far more rollouts pass, the peers' solutions become demonstrations and the teacher's corrections are better; the
-#   paper's gains on code come from models of that size and larger.
+#   more rollouts should pass, so peers' solutions become demonstrations more often; the paper reports that SDPO's
+#   gains grow with model strength, and the GPU profile has not run yet, so how much better is an open question.
