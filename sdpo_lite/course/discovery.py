@@ -126,11 +126,16 @@ def sampling_seed(question: str, seed: int) -> int:
     return seed * 1_000_003 + zlib.crc32(question.encode()) % 1_000_003
 
 
+def _successes(scores: list[float | None]) -> list[bool]:
+    """A correct attempt scores 1 (the course's binary rewards); None (unscorable) is a failure."""
+    return [s is not None and s >= 1.0 for s in scores]
+
+
 def _score(reward, conversations, completions, ids, row) -> tuple[list[bool], list[str | None]]:
     columns = {k: [v] * len(completions) for k, v in row.items() if k not in ("prompt", "uid")}
     outputs = reward(conversations, completions, completion_ids=ids, **columns)
     scores, feedback = split_reward_outputs(outputs, len(completions), getattr(reward, "__name__", "reward"))
-    return [s is not None and s >= 1.0 for s in scores], feedback
+    return _successes(scores), feedback
 
 
 def _question(row) -> list[dict]:
@@ -205,7 +210,7 @@ class _Recorder:
     def __call__(self, prompts, completions, **kwargs):
         outputs = self.reward(prompts, completions, **kwargs)
         scores, feedback = split_reward_outputs(outputs, len(completions), self.__name__)
-        self.batches.append([s is not None and s >= 1.0 for s in scores])
+        self.batches.append(_successes(scores))
         self.attempts += [c if isinstance(c, str) else c[-1]["content"] for c in completions]
         self.feedback += feedback
         return outputs
