@@ -282,9 +282,24 @@ def figure(rows: dict, path: Path = FIGURE) -> Path:
     return path
 
 
+TABLE_START, TABLE_END = "<!-- regimes.py report: start -->", "<!-- regimes.py report: end -->"
+
+
+def write_table(path: Path, text: str) -> None:
+    """Replace what stands between the two markers in `path` by `text` (the README quotes the saved runs only)."""
+    page = path.read_text()
+    if TABLE_START not in page or TABLE_END not in page:
+        raise SystemExit(f"{path} has no {TABLE_START!r} ... {TABLE_END!r} markers: add them where the table goes")
+    head, rest = page.split(TABLE_START, 1)
+    path.write_text(f"{head}{TABLE_START}\n{text}\n{TABLE_END}{rest.split(TABLE_END, 1)[1]}")
+
+
 def command_report(args) -> None:
     rows = load(args.results)
     print(table(rows))
+    if args.readme:
+        write_table(args.readme, table(rows))
+        print(f"\ntable written into {args.readme}")
     if any(r["kind"] == "run" for r in rows.values()):
         print(f"\nfigure: {figure(rows, args.figure)}")
 
@@ -311,6 +326,8 @@ def main(argv=None) -> None:
     run.add_argument("--pause-file", type=Path, help="before each run, wait while this file exists")
     report = sub.add_parser("report", help="the table and the figure, from the saved rows")
     report.add_argument("--figure", type=Path, default=FIGURE)
+    report.add_argument("--readme", type=Path, help="also write the table into this file, between the markers "
+                        f"{TABLE_START!r} and {TABLE_END!r} (the README's copy)")
     listing = sub.add_parser("list", help="the cells and which runs are saved")
     for parser in (run, report, listing):
         parser.add_argument("--results", type=Path, default=RESULTS, help="the JSON-lines file of runs")

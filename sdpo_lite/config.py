@@ -35,8 +35,8 @@ class SDPOConfig:
         distillation_add_tail: add one bucket holding the probability mass outside the top-k (otherwise the
             top-k probabilities are renormalised, which is a different objective).
         token_level: distil only the sampled token, (log p(y) - log q(y)).detach() * log p(y); needs alpha = 1.
-        grpo_weight: lambda in [0, 1]; the loss is lambda * GRPO + (1 - lambda) * SDPO. The paper recommends a
-            blend for weak models (lambda = 0.9 for Qwen3-0.6B-sized models); the official code ships 0.
+        grpo_weight: lambda in [0, 1]; the loss is lambda * GRPO + (1 - lambda) * SDPO. The official code has
+            no blend (pure SDPO, 0); the course's 0.9 comes from its own addition sweep (README), not the paper.
     Teacher
         teacher_mode: "ema" (a slowly moving average of the student), "frozen" (the initial student) or "live"
             (the current student, no copy).

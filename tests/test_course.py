@@ -117,3 +117,33 @@ def test_parity_profiles(monkeypatch):
     assert gpu.max_completion_length >= 256 and "not yet run on a GPU" in gpu.describe()
     monkeypatch.setenv("SDPO_MODEL", "tiny")
     assert choose_profile(task="parity").name == "tiny"
+
+
+def test_print_before_after_shows_changed_problems_first(capsys):
+    from sdpo_lite.course.evaluate import EvalResult
+    from sdpo_lite.course.recipes import RunResult
+    from sdpo_lite.course.reports import print_before_after
+
+    before = EvalResult(0.5, 3, 1, [("1 + 1?", "2", 2, True), ("2 + 2?", "5", 4, False), ("3 + 3?", "7", 6, False)])
+    grpo = RunResult("GRPO", examples=[("1 + 1?", "2", 2, True), ("2 + 2?", "5", 4, False), ("3 + 3?", "6", 6, True)])
+    print_before_after(before, [grpo], limit=2)
+    out = capsys.readouterr().out
+    assert out.index("3 + 3?") < out.index("1 + 1?") and "2 + 2?" not in out  # the changed one first, 2 in all
+    assert "GRPO    right  '6'" in out and "before  wrong  '7'" in out
+    with pytest.raises(ValueError, match="same held-out problems"):
+        print_before_after(before, [RunResult("short", examples=before.examples[:1])])
+
+
+def test_training_notices_reach_the_cell_as_plain_lines_not_stderr(capsys):
+    """A logging warning from the trainer goes to stderr, which notebooks draw as an error box; during a course run
+    it is printed as a `note:` line instead, and the logger is restored afterwards."""
+    import logging
+
+    from sdpo_lite.course.recipes import notices_on_stdout
+
+    log = logging.getLogger("sdpo_lite.trainer")
+    with notices_on_stdout():
+        log.warning("SDPO: no rollout in this batch has a teacher")
+    captured = capsys.readouterr()
+    assert "note: SDPO: no rollout in this batch has a teacher" in captured.out and "SDPO" not in captured.err
+    assert logging.getLogger("sdpo_lite").propagate and not logging.getLogger("sdpo_lite").handlers

@@ -80,3 +80,15 @@ def test_record_result_without_env_only_prints(tmp_path, monkeypatch, capsys):
     record_result("x", 1)
     assert capsys.readouterr().out == "x = 1\n"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_progress_is_a_few_printed_lines_not_a_widget(capsys):
+    """Each quarter and the end, as plain text: a saved tqdm widget reads "0/120" on GitHub."""
+    from sdpo_lite.course.evaluate import ProgressLines
+
+    bar = ProgressLines("addition/heldout", 120, "problems")
+    for n in [16] * 7 + [8]:  # accuracy's batches of 16 over 120 problems
+        bar.update(n)
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(",")[0] for line in lines] == [f"addition/heldout: {k}/120 problems" for k in (32, 64, 96, 120)]
+    assert lines[-1].endswith("done") and all(line.endswith("s to go") for line in lines[:-1])

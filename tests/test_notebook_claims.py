@@ -77,3 +77,48 @@ def test_notebook_04_summary_on_the_feedback_probe_and_what_the_updates_did(nb04
     first, last = values["sdpo_answers_with_a_number_first_step"], values["sdpo_answers_with_a_number_last_step"]
     assert last < first
     assert f"fell from {first:.0%} in the first step to {last:.0%} in the last" in summary
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Notebook 01 quotes the regime map's base cell (its own setting, five seeds): the numbers must be the saved ones
+# ----------------------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def base_cell():
+    import sys
+
+    sys.path.insert(0, str(NOTEBOOKS.parent / "benchmarks"))
+    import regimes
+
+    rows = regimes.load(regimes.RESULTS)
+    per_method = {m: [rows[k]["after"] for k in sorted(rows) if k[0] == "base" and k[1] == m] for m in regimes.METHODS}
+    return regimes, rows, per_method
+
+
+def test_notebook_01_quotes_the_base_cell_of_the_regime_map(base_cell):
+    regimes, rows, per_method = base_cell
+    text = cell_text(json.loads((NOTEBOOKS / "01_basic_sdpo.ipynb").read_text()), "nb01-21")
+    for method, name in (("grpo", "GRPO"), ("sdpo", "pure SDPO")):
+        values = per_method[method]
+        mean, half = regimes.interval(values)
+        assert f"**{mean:.1%} ± {100 * half:.1f}** with {name}" in text, (method, mean, half)
+        assert " / ".join(f"{100 * v:.1f}" for v in values) + "%" in text
+        assert f"seeds 0-{len(values) - 1}" in text or method == "sdpo"
+    diff, half, n = regimes.paired_difference(rows, "base", "sdpo")
+    assert f"pure SDPO minus GRPO is **{100 * diff:+.1f} points ± {100 * half:.1f}**" in text
+    assert regimes.verdict(diff, half, n) == "worse than GRPO" and "worse than GRPO here" in text
+    assert (all(rows[("base", "sdpo", s)]["after"] < rows[("base", "grpo", s)]["after"] for s in range(n))
+            == ("on every one of the five seeds" in text)) and n == 5
+    blend = per_method["blend"]
+    if len(blend) < 3:
+        assert f"The blend has two seeds so far ({100 * blend[0]:.1f} and {100 * blend[1]:.1f}%)" in text
+    else:
+        mean, half = regimes.interval(blend)
+        assert f"{mean:.1%} ± {100 * half:.1f}" in text, "the blend has an interval now: quote it"
+
+
+def test_notebook_01_summary_states_the_base_cell_difference(base_cell):
+    regimes, rows, _ = base_cell
+    summary = cell_text(json.loads((NOTEBOOKS / "01_basic_sdpo.ipynb").read_text()), "nb01-31")
+    diff, half, n = regimes.paired_difference(rows, "base", "sdpo")
+    assert f"pure SDPO is worse than GRPO: {100 * diff:+.1f} points ± {100 * half:.1f} over five seeds" in summary
+    assert n == 5

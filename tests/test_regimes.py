@@ -56,3 +56,21 @@ def test_a_tiny_run_writes_rows_and_a_report(tmp_path, capsys):
     regimes.main(["report", "--figure", str(tmp_path / "map.png"), *common])
     out = capsys.readouterr().out
     assert "| feedback | format/truncation" in out and (tmp_path / "map.png").stat().st_size > 10_000
+
+
+def test_the_readme_quotes_the_regime_table_of_the_saved_runs():
+    """The README's map is `regimes.py report`'s table of benchmarks/results/regimes.jsonl, not a retyped copy: a
+    new saved run fails this test until the README shows it."""
+    table = regimes.table(regimes.load(regimes.RESULTS))
+    readme = (ROOT / "README.md").read_text()
+    assert table in readme, "paste the table printed by `python benchmarks/regimes.py report` into the README"
+
+
+def test_report_writes_the_table_between_the_markers_only(tmp_path):
+    page = tmp_path / "README.md"
+    page.write_text(f"intro\n{regimes.TABLE_START}\nold table\n{regimes.TABLE_END}\noutro\n")
+    regimes.write_table(page, "| new |")
+    assert page.read_text() == f"intro\n{regimes.TABLE_START}\n| new |\n{regimes.TABLE_END}\noutro\n"
+    page.write_text("no markers")
+    with pytest.raises(SystemExit, match="markers"):
+        regimes.write_table(page, "| new |")

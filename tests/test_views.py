@@ -279,3 +279,47 @@ def test_widgets_use_only_traits_colabs_ipywidgets_7_has(trainer):
         assert b._dom_classes == ("sdpo-light-text" if fg == "#ffffff" else "sdpo-dark-text",)
     assert widget.children[0].value.startswith(views.TOKEN_CSS)
     assert ".sdpo-light-text{color:#fff" in views.TOKEN_CSS and ".sdpo-dark-text{color:#000" in views.TOKEN_CSS
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Which rollout a notebook shows: one that teaches (failed, with a teacher, disagreeing on content)
+# ----------------------------------------------------------------------------------------------------------------
+def _view(tokens, losses):
+    n = len(tokens)
+    return views.DistributionView(tokens=tokens, token_ids=list(range(n)), per_token_loss=losses, student_top=[[]] * n,
+                                  teacher_top=[[]] * n, student_tail=[0.0] * n, teacher_tail=[0.0] * n,
+                                  p_student=[0.5] * n, p_teacher=[0.5] * n)
+
+
+def _record(completion, score, teacher=True):
+    return RolloutRecord(prompt="What is 23 + 45?", completion=completion, score=score, feedback="f", group=0,
+                         teacher_prompt="teacher prompt" if teacher else None)
+
+
+@pytest.fixture
+def fake_views(monkeypatch):
+    table = {"68": _view(["6", "8"], [0.1, 2.0]),  # passed: never the one shown, however large its loss
+             "I solved it: 67": _view(["I", " solved", " it", ":", " 6", "7"], [0.0, 0.9, 0.0, 0.0, 0.1, 0.2]),
+             "23 + 45 = 67": _view(["2", "3", " +", " 4", "5", " =", " 6", "7"], [0, 0, 0, 0, 0, 0, 0.3, 0.5]),
+             "no teacher 61": _view(["6", "1"], [0.0, 3.0])}
+    monkeypatch.setattr(views, "distribution_view", lambda model, tok, record, **kw: table[record.completion])
+    return table
+
+
+def test_teaching_record_prefers_a_failed_rollout_disagreeing_on_a_digit(fake_views):
+    records = [_record("68", 1.0), _record("I solved it: 67", 0.0), _record("23 + 45 = 67", 0.0),
+               _record("no teacher 61", 0.0, teacher=False)]
+    record, view, why = views.teaching_record(None, None, records)
+    assert record is records[2] and view is fake_views["23 + 45 = 67"] and "content token" in why
+    assert view.tokens[view.argmax()] == "7"
+
+
+def test_teaching_record_falls_back_to_wording_then_to_any_teacher(fake_views):
+    wording = [_record("68", 1.0), _record("I solved it: 67", 0.0)]
+    record, _, why = views.teaching_record(None, None, wording)
+    assert record is wording[1] and "wording" in why
+    only_success = [_record("no teacher 61", 0.0, teacher=False), _record("68", 1.0)]
+    record, _, why = views.teaching_record(None, None, only_success)
+    assert record is only_success[1] and why.startswith("no failed rollout had a teacher")
+    with pytest.raises(ValueError, match="no rollouts"):
+        views.teaching_record(None, None, [])

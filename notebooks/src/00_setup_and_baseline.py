@@ -68,7 +68,6 @@ print("->", repr(generate_greedy(model, tokenizer, [question], max_new_tokens=24
 # like to restate the question ("27 + 82 equals 109.").
 
 # %% id="nb00-09" tags=["nbval-ignore-output"]
-# (its only output is a progress bar; the numbers are printed in the next cell)
 from sdpo_lite.course.evaluate import accuracy, record_result
 
 baseline = accuracy(model, tokenizer, task="addition", split="heldout", max_new_tokens=24)

@@ -11,8 +11,15 @@
 # * **Under LoRA, the self-teacher is an adapter.** The EMA teacher is a second LoRA adapter on the same (4-bit)
 #   base, not a second copy of the model: the teacher costs a few megabytes.
 # * **Thinking stays out of the teacher's demonstrations.** A peer's successful answer is shown to the teacher
-#   *without* its `<think>` block (`SDPOConfig.thinking_tag`), as in the paper: the teacher should learn what a good
+#   *without* its `<think>` block (`SDPOConfig.thinking_tag`), as the official code does: the teacher should learn what a good
 #   answer is, not copy one particular chain of thought.
+#
+# **Status: the GPU path has not run on a T4, or on any GPU, yet.** Everything saved below is a CPU run; the GPU
+# settings are a starting point until a rehearsal on a GPU measures them (issue 17, [docs/gpu.md](../docs/gpu.md)).
+#
+# **You will**: load a LoRA model the Unsloth way (or its CPU stand-in), see the teacher's demonstration lose its
+# thinking, train the GRPO + SDPO blend and a GRPO-only control, and write the thinking-stripping rule yourself.
+# **Prerequisites**: notebook 01 (the self-teacher, the distillation loss, `train_run`).
 #
 # **Where this runs.** With a CUDA GPU and Unsloth installed (Colab's free T4: the setup cell installs it), the model
 # is Qwen2.5-0.5B-Instruct through Unsloth. Without a GPU (or without Unsloth) the same recipe runs with plain
@@ -70,7 +77,6 @@ print(trainer_base_report())
 # (on a CPU, where the peak covers the whole kernel's life) before and after.
 
 # %% id="nb02-07" tags=["nbval-ignore-output"]
-# (memory numbers differ from run to run)
 from sdpo_lite.course.unsloth import memory_report
 
 memory_report("before loading", reset_peak=True);
@@ -159,7 +165,7 @@ for prompt, completion, expected, ok in before.examples[:3]:
 # bitsandbytes, PyTorch's AdamW otherwise; TRL's gradient checkpointing off, since Unsloth has its own), and the
 # learning rate is LoRA's, ten times notebook 01's.
 #
-# The loss is a blend of GRPO and SDPO, which the paper suggests for weak models; the weight 0.9 GRPO + 0.1 SDPO
+# The loss is a blend of GRPO and SDPO (notebook 01, equation 4); the weight 0.9 GRPO + 0.1 SDPO
 # (`grpo_weight=0.9`) is ours, from the addition sweep in the README, not the paper's. A blend, because pure
 # SDPO hurt this 135M model on parity: in one run each with these settings (measured before a fix that keeps a
 # successful rollout's own feedback away from its teacher; not re-run since), pure SDPO took held-out accuracy from
@@ -227,8 +233,57 @@ show_teacher_prompt(next((r for r in last if r.teacher_prompt), last[0]), static
 # %% id="nb02-23" tags=["nbval-ignore-output"]
 browse_rollouts(last)  # widget: pick a group, then a rollout
 
+# %% [markdown] id="nb02-25"
+# ## 9. A control: GRPO alone, same adapters, same steps
+#
+# Is the blend's change SDPO's doing, or would GRPO alone have done it? The same LoRA recipe, trained with
+# `SDPOConfig(enabled=False)` from the same base weights, the same seed and the same 24 steps. First the blend's
+# model goes (a notebook must not hold two trained models at once: a T4 has 15 GB).
+
+# %% id="nb02-28" tags=["nbval-ignore-output"]
+from sdpo_lite.course.recipes import release_memory
+
+run.accuracy = after.accuracy  # the figure below reads it
+del model, loaded, teacher, last
+run.trainer = run.model = None
+release_memory()
+loaded = load_for_sdpo(profile.model_name, max_seq_length=1024)
+grpo_run = train_run("GRPO", profile, parity_reward, sdpo=SDPOConfig(enabled=False), task="parity",
+                     model_and_tokenizer=tuple(loaded), disable_tqdm=True, **grpo_overrides(loaded))
+record_result("parity_heldout_after_grpo", round(grpo_run.accuracy, 4))
+print(f"held-out accuracy: {before.accuracy:.0%} before; after {profile.steps} steps: blend {run.accuracy:.0%}, "
+      f"GRPO alone {grpo_run.accuracy:.0%}")
+
+# %% id="nb02-29" tags=["nbval-ignore-output"]
+from sdpo_lite.course.reports import plot_comparison
+
+plot_comparison([run, grpo_run], before.accuracy);
+
+# %% [markdown] id="nb02-30"
+# Read the right panel with its noise in mind: one seed and 100 held-out numbers, so two runs within about 10 points
+# of each other show no measurable difference. The left panel is the training success of sampled replies, step by
+# step. On this task at this size the question the control answers is narrow: whether the blend's 0.1 of SDPO
+# changed the outcome of 24 steps at all.
+#
+# ## 10. Try it yourself: the demonstration without the thinking
+#
+# Write the rule of section 4 yourself. `without_thinking(text)` returns a peer's reply with every
+# `<think>...</think>` block removed (blocks can span lines, and there may be more than one), then stripped of
+# surrounding whitespace. An opened block that never closes is not a block: leave the reply as it is. Then run the
+# check (stuck? `show_solution("without_thinking")`). Expected: your function agrees with the trainer's own
+# `sdpo_lite.reprompt.strip_thinking` on the five cases the check prints.
+
+# %% id="nb02-26"
+def without_thinking(text: str) -> str:
+    raise NotImplementedError("fill in without_thinking")  # hint: re.sub with a non-greedy pattern and re.DOTALL
+
+# %% id="nb02-27"
+from sdpo_lite.course.exercises import check, show_solution
+
+check("without_thinking", without_thinking)
+
 # %% [markdown] id="nb02-24"
-# ## 9. On a GPU
+# ## 11. On a GPU
 #
 # With a CUDA GPU the setup cell installs `unsloth`, `import_unsloth()` imports it before trl, and `load_for_sdpo`
 # takes the 4-bit path; the profile becomes 100 steps of 4 prompts x 8 generations with 256 tokens, room to think.
@@ -242,4 +297,7 @@ browse_rollouts(last)  # widget: pick a group, then a rollout
 # - Unsloth's savings are in the model (4-bit base, LoRA kernels, gradient checkpointing) and the optimiser (8-bit);
 #   SDPO keeps TRL's own trainer, in whichever order you import things.
 # - Under LoRA the EMA teacher is a second adapter on the same base: no second model in memory.
-# - With `thinking_tag`, demonstrations show the answer without the peer's reasoning.
+# - With `thinking_tag`, demonstrations show the answer without the peer's reasoning (section 4; you wrote the rule
+#   in section 10).
+# - A GRPO-only control trained beside the blend (section 9): at one seed and 100 problems, read the two held-out
+#   numbers as different only if they are more than about 10 points apart.

@@ -12,9 +12,12 @@
 # It is also where a course can hurt you: the model's code runs on *your* machine (as root, on Colab). So first a
 # look at `sdpo_lite.course.sandbox`, which runs every attempt in a separate, locked-down process.
 #
-# In this notebook: feedback from executed code (and what the sandbox stops), the feedback flow on real rollouts,
-# what the teacher does with an error message, and two training runs with the same budget, with and without the
-# feedback in the teacher's prompt.
+# **You will**: see feedback from executed code (and what the sandbox stops), follow the feedback into the teacher's
+# prompt on real rollouts, measure what the teacher does with an error message, train twice with the same budget,
+# with and without the feedback in the teacher's prompt, and write a terser feedback yourself. About 8 minutes on
+# 2 CPU cores.
+#
+# **Prerequisites**: notebook 01 (the self-teacher, the loss, `train_run`, the `{"score", "feedback"}` contract).
 
 # %% id="nb03-01" tags=["setup-cell"]
 # The shared setup cell: scripts/notebook_cells.py writes it here when the notebook is built.
@@ -168,7 +171,8 @@ for name, demo, fb in [("feedback", None, feedback), ("peer's solution", peer, N
 # peer's solution moves `>=` to about half, and with both to about 0.7. Everywhere else the teachers mostly agree with
 # the student, so the loss concentrates on the token that was wrong; a scalar reward would blame every token alike.
 #
-# This is the paper's finding in miniature: using feedback well is an ability that grows with model size. A weak
+# The paper's abstract puts SDPO's premise as the model's ability to "retrospectively identify its own mistakes
+# in-context"; at 135M that ability is weak for error messages and stronger for a peer's solution. Such a weak
 # self-teacher learns mostly from its peers' solutions, so the feedback matters most in groups where nobody passed,
 # and there it is the *only* teacher signal.
 #
@@ -213,14 +217,18 @@ plot_comparison(runs, before.accuracy);
 # What should change with a bigger model and budget (the GPU profile: Qwen2.5-0.5B-Instruct, 40 steps of 4 tasks x 8
 # attempts, 256 tokens): more attempts pass, so peers' solutions become demonstrations more often; a stronger teacher
 # may be able to read an error message (section 4 showed SmolLM2 mostly cannot); and there are 160 training prompts
-# instead of 10. Whether that is enough is not known: the paper reports that SDPO's gains grow with model strength (and that SDPO
-# underperformed GRPO on Qwen2.5-1.5B), and the GPU profile has not run yet.
+# instead of 10. Whether that is enough is not known: the GPU profile has not run yet.
 
 # %% [markdown] id="nb03-19"
 # ## 6. Look inside one step
 #
 # The last training step of the feedback run: every rollout with its score, its feedback and its teacher's prompt.
 # Then the teacher-vs-student view along one rollout: each token coloured by the loss SDPO puts on it.
+#
+# The rollout in the view is chosen to teach (`views.teaching_record`): one that failed its tests, had a teacher,
+# and whose largest disagreement is on code (an operator, a digit, a bracket) rather than on wording; the line above
+# the view says which it found. Start at the darkest token: a tall teacher bar where the student's is short is the
+# fix the feedback (or a peer's solution) suggested there.
 
 # %% id="nb03-20" tags=["nbval-ignore-output"]
 from sdpo_lite.course.widgets import browse_rollouts, show_distributions, trainer_settings
@@ -230,32 +238,34 @@ print_rollouts(step, limit=1)
 browse_rollouts(step)  # widget: pick a group, then a rollout
 
 # %% id="nb03-21" tags=["nbval-ignore-output"]
-record = next((r for r in step if r.feedback_used), next((r for r in step if r.teacher_prompt), step[0]))
-show_distributions(fb_run.model, trainer.processing_class, record, **trainer_settings(trainer), static=True)
+from sdpo_lite.course.widgets import show_teaching_rollout
+
+record, view = show_teaching_rollout(fb_run.model, trainer, step)
 
 # %% id="nb03-22" tags=["nbval-ignore-output"]
-show_distributions(fb_run.model, trainer.processing_class, record, **trainer_settings(trainer))  # the widget
+show_distributions(fb_run.model, trainer.processing_class, record, **trainer_settings(trainer),
+                   position=view.argmax())  # the widget
 
 # %% [markdown] id="nb03-23"
 # ## 7. Try it yourself: feedback design
 #
-# The teacher can only use what the feedback says. Write `terse_reward`, a reward function that runs the same tests
-# but keeps only the **first line** of the feedback (so at most one failing test, no pass count), then run the check.
-# To see whether terser feedback teaches less, pass it to `train_run` in place of `code_execution_reward`.
+# The teacher can only use what the feedback says. Fill in `terse_reward`: a reward function that runs the same tests
+# (call `code_execution_reward` with the same arguments) and keeps each score, but only the **first line** of each
+# feedback: at most one failing test, no pass count. Then run the check cell (stuck? `show_solution("terse")`).
+#
+# What to expect afterwards: pass it to `train_run` in place of `code_execution_reward` to see whether terser
+# feedback teaches less. Section 4's numbers suggest why it might not matter much at this size: the error message
+# alone moved the right token from 0.17 to 0.18.
 
 # %% id="nb03-24"
 def terse_reward(prompts, completions, **columns):
-    outs = code_execution_reward(prompts, completions, **columns)
-    return [{"score": o["score"], "feedback": o["feedback"].splitlines()[0]} for o in outs]
+    outs = code_execution_reward(prompts, completions, **columns)  # [{"score": ..., "feedback": "..."}, ...]
+    raise NotImplementedError("fill in terse_reward")  # your code: the same scores, each feedback's first line
 
 # %% id="nb03-25"
-# Check: same scores as the full reward, one line of feedback each.
-attempts_list = [f"```python\n{a}\n```" for a in attempts.values()]
-full = code_execution_reward(None, attempts_list, entry_point="sum_list", tests=tests, timeout=2)
-terse = terse_reward(None, attempts_list, entry_point="sum_list", tests=tests, timeout=2)
-assert [o["score"] for o in terse] == [o["score"] for o in full]
-assert all("\n" not in o["feedback"] for o in terse) and "expected 6, got 3" in terse[1]["feedback"]
-print("OK:", terse[1]["feedback"])
+from sdpo_lite.course.exercises import check, show_solution
+
+check("terse", terse_reward)
 
 # %% [markdown] id="nb03-26"
 # ## Summary
@@ -267,5 +277,5 @@ print("OK:", terse[1]["feedback"])
 # - Model-written code is untrusted input. `sdpo_lite.course.sandbox` runs it in a separate, limited, unprivileged process;
 #   for anything beyond a course, put a VM or container boundary around it as well.
 # - With a bigger model (the GPU profile: Qwen2.5-0.5B-Instruct, 40 steps of 4 tasks x 8 attempts, 256 tokens)
-#   more rollouts should pass, so peers' solutions become demonstrations more often; the paper reports that SDPO's
-#   gains grow with model strength, and the GPU profile has not run yet, so how much better is an open question.
+#   more rollouts should pass, so peers' solutions become demonstrations more often; the GPU profile has not run
+#   yet, so whether that makes SDPO better here is an open question.

@@ -8,9 +8,9 @@
 # **You need:** notebook 01 (what the self-teacher is and how `SDPOTrainer` trains). About 7 minutes on 2 CPU cores.
 #
 # **The paper's claim.** Training on many questions is one use of SDPO. The paper (Hübotter et al., 2026,
-# arXiv 2601.20802, and the workshop paper *Test-Time Self-Distillation*) also applies it to **one** question at
-# test time: on hard LiveCodeBench problems it reached the same discovery probability as best-of-k sampling, or as
-# a multi-turn conversation with the feedback, with about **3x fewer attempts**. The reason: with a binary reward,
+# *Reinforcement Learning via Self-Distillation*, arXiv 2601.20802) also applies it to **one** question at test
+# time; its abstract: on difficult binary-reward tasks it reached the same discovery probability as best-of-k
+# sampling, or as multi-turn conversations, with **3x fewer attempts**. The reason: with a binary reward,
 # GRPO learns nothing until the question is already solved (every attempt scores 0, every advantage is 0), but the
 # feedback on each failed attempt still gives SDPO's self-teacher something to say.
 #
@@ -254,10 +254,10 @@ for step, batch in enumerate(shown.batches, 1):
 #   *lowered* the probability it put on the right digit (mean change -0.077 and -0.116, section 5), and in the
 #   searches that ran all their steps the attempts containing a number fell from 25% in the first step to 8% in the
 #   last (section 6).
-# - **What the paper found** is at another scale: on difficult competitive-programming problems from LiveCodeBench,
-#   test-time self-distillation reached the discovery probability of best-of-k, and of multi-turn retries, with about
-#   3x fewer attempts (arXiv 2601.20802; *Test-Time Self-Distillation*, ICLR 2026 TTU workshop), and the paper finds
-#   that SDPO's gains grow with model strength. The mechanism needs a model that learns from feedback in its context:
+# - **What the paper found** is at another scale: on difficult binary-reward tasks, test-time SDPO reached the
+#   discovery probability of best-of-k, and of multi-turn conversations, with 3x fewer attempts (the abstract of
+#   arXiv 2601.20802; its models and tasks are in the paper's body). The mechanism needs a model that learns from
+#   feedback in its context:
 #   section 5's probe is a cheap test of whether yours does, before you spend attempts on it.
 # - `benchmarks/test_time.py` repeats the study on twelve questions at two learning rates (lr 1e-4 found fewer
 #   answers than this notebook's 1e-5); the README quotes its table. `tests/test_notebook_claims.py` checks every

@@ -6,8 +6,11 @@ afterwards. Tables and plots of the results: `reports`.
 """
 from __future__ import annotations
 
+import logging
 import re
+import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
 from transformers import TrainerCallback
@@ -160,6 +163,7 @@ class RunResult:
     sdpo_enabled: bool = False
     rollouts: list = field(default_factory=list)  # the last step's RolloutRecords (trainer.last_rollouts)
     step_seconds: list[float] = field(default_factory=list)  # wall time since training began, at each step's end
+    examples: list = field(default_factory=list)  # held-out (prompt, completion, expected, ok) after training
     trainer: object = None
     model: object = None
 
@@ -193,7 +197,6 @@ def train_run(label: str, profile: Profile, reward_funcs, *, sdpo: SDPOConfig, t
     if renamed:  # sdpo_lite 0.1's arguments: they could name two different tasks
         raise TypeError(f"train_run no longer takes {', '.join(renamed)}: task='...' names both the training rows "
                         "and the held-out split, e.g. train_run(..., task=\"code\")")
-    from sdpo_lite.course.evaluate import accuracy
     from sdpo_lite.course.models import add_lora, load_model
     from sdpo_lite.course.tasks import load_task, to_conversational
     from sdpo_lite.trainer import SDPOTrainer
@@ -207,6 +210,24 @@ def train_run(label: str, profile: Profile, reward_funcs, *, sdpo: SDPOConfig, t
     trainer = SDPOTrainer(model=model, args=args, sdpo_config=sdpo, processing_class=tok,
                           reward_funcs=reward_funcs if isinstance(reward_funcs, list) else [reward_funcs],
                           train_dataset=dataset)
+    del model
+    return run_trainer(label, trainer, profile=profile, task=task, evaluate=evaluate, log_every=log_every, keep=keep,
+                       start=start)
+
+
+def run_trainer(label: str, trainer, *, profile: Profile, task: str = "addition", evaluate: bool = True,
+                log_every: int | None = 4, keep: str = "records", start: float | None = None) -> RunResult:
+    """Train an `SDPOTrainer` you built yourself and record what `train_run` records: per-step numbers, the wall
+    clock, the last step's rollouts, held-out accuracy on `task` afterwards; then free what `keep` does not keep.
+
+    `train_run` is this plus building the trainer from a profile; notebook 01 builds one by hand to show every
+    argument, then hands it here so its run is reported like the others."""
+    if keep not in KEEP:
+        raise ValueError(f"keep={keep!r}; choose one of " + "; ".join(f"{k!r}: {v}" for k, v in KEEP.items()))
+    from sdpo_lite.course.evaluate import accuracy
+
+    start = time.perf_counter() if start is None else start
+    model, tok = trainer.model, trainer.processing_class
     clock = StepClock()
     trainer.add_callback(clock)
     if log_every:  # one short line every few steps instead of TRL's full log dictionaries
@@ -215,20 +236,42 @@ def train_run(label: str, profile: Profile, reward_funcs, *, sdpo: SDPOConfig, t
         trainer.remove_callback(PrinterCallback)
         trainer.remove_callback(ProgressCallback)
         trainer.add_callback(CompactLog(label, log_every))
-    trainer.train()
+    with notices_on_stdout():
+        trainer.train()
     result = RunResult(label, [h for h in trainer.state.log_history if "reward" in h], sdpo_enabled=trainer.sdpo.enabled,
                        rollouts=trainer.last_rollouts, step_seconds=clock.seconds)
     if keep != "all":
         free_training_state(trainer)  # the optimiser's moments: twice the model's size in fp32
     if evaluate:
-        result.accuracy = accuracy(model, tok, task, "heldout", max_new_tokens=profile.eval_tokens,
-                                   limit=profile.eval_limit, progress=False).accuracy
+        t0 = time.perf_counter()
+        held_out = accuracy(model, tok, task, "heldout", max_new_tokens=profile.eval_tokens, limit=profile.eval_limit,
+                            progress=False)
+        result.accuracy, result.examples = held_out.accuracy, held_out.examples
+        if log_every:
+            print(f"{label}: held-out accuracy {held_out.accuracy:.1%} ({held_out.correct}/{held_out.n} {task} "
+                  f"problems, greedy, {time.perf_counter() - t0:.0f} s)", flush=True)
     if keep != "records":
         result.trainer, result.model = trainer, model
     del trainer, model
     release_memory()
     result.seconds = time.perf_counter() - start
     return result
+
+
+@contextmanager
+def notices_on_stdout(logger_name: str = "sdpo_lite"):
+    """The trainer's one-off notices ("no rollout in this batch has a teacher ...") as plain `note:` lines in the
+    cell's output while it trains: a logging warning otherwise goes to stderr, which notebooks draw as an error box."""
+    log = logging.getLogger(logger_name)
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("note: %(message)s"))
+    propagate, log.propagate = log.propagate, False
+    log.addHandler(handler)
+    try:
+        yield
+    finally:
+        log.removeHandler(handler)
+        log.propagate = propagate
 
 
 def free_training_state(trainer) -> None:
@@ -266,7 +309,9 @@ class StepClock(TrainerCallback):
 
 
 class CompactLog(TrainerCallback):
-    """Print `SDPO step 8/24 | success 0.12 | truncated 75% | with teacher 100% | ... | 41 s` every few steps."""
+    """Print `SDPO step 8/24 | success 0.12 | truncated 75% | ... | 41 s, about 82 s to go` every few steps: a
+    progress line that reads the same in Jupyter, Colab, Kaggle and a notebook rendered on GitHub (a tqdm widget
+    saved mid-run shows "0/24" there)."""
 
     def __init__(self, label: str, every: int):
         self.label, self.every, self.start = label, every, time.perf_counter()
@@ -281,5 +326,7 @@ class CompactLog(TrainerCallback):
             parts.append(f"with teacher {logs['sdpo/frac_with_teacher']:.0%}")
         if "sdpo/distill_loss" in logs:
             parts.append(f"distill loss {logs['sdpo/distill_loss']:.3f}")
-        parts.append(f"{time.perf_counter() - self.start:.0f} s")
+        elapsed = time.perf_counter() - self.start
+        left = elapsed / step * (state.max_steps - step)  # the steps so far, extrapolated
+        parts.append(f"{elapsed:.0f} s" + (f", about {left:.0f} s to go" if step < state.max_steps else ", done"))
         print(" | ".join(parts), flush=True)

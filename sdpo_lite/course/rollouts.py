@@ -97,3 +97,26 @@ def next_token_views(model, tokenizer, prompt, completion: str, teacher_message:
     return [{"token": view.tokens[t], "p_student": view.p_student[t], "p_teacher": view.p_teacher[t],
              "student_top": [(text, p) for _, text, p in view.student_top[t]],
              "teacher_top": [(text, p) for _, text, p in view.teacher_top[t]]} for t in range(len(view))]
+
+
+def completion_logits(model, tokenizer, prompt, completion: str, teacher_message: str):
+    """Raw next-token logits of student and self-teacher along one completion, for computing the loss by hand.
+
+    The same forward passes as `next_token_views` (and the trainer): the student reads `prompt`, the teacher the
+    conversation whose last user message is `teacher_message`; both score the completion's tokens and then the
+    end-of-sequence token. Returns (student_logits (T, V), teacher_logits (T, V), completion_ids (T,)).
+    """
+    import torch
+
+    from sdpo_lite.course.views import _completion_logits, _student_prompt_ids
+    from sdpo_lite.teacher import causal_lm_of, eval_mode
+
+    tok = getattr(tokenizer, "tokenizer", tokenizer)
+    ids = tok(completion, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+    teacher_ids = tok(render_teacher_prompt(prompt, teacher_message, tokenizer), add_special_tokens=False)["input_ids"]
+    lm = causal_lm_of(model)
+    device = next(lm.parameters()).device
+    with eval_mode(lm):
+        student = _completion_logits(lm, _student_prompt_ids(tok, prompt), ids, device)[0]  # (T, V)
+        teacher = _completion_logits(lm, teacher_ids, ids, device)[0]  # (T, V)
+    return student, teacher, torch.tensor(ids, device=device)

@@ -24,13 +24,14 @@ import base64
 import html
 import io
 import math
+import re
 import unicodedata
 from dataclasses import dataclass, field
 
 import torch
 
 __all__ = [
-    "DistributionView", "distribution_view", "trainer_settings",
+    "DistributionView", "distribution_view", "trainer_settings", "teaching_record",
     "token_strip_html", "distribution_figure", "distributions_html",
     "teacher_prompt_html", "rollout_html", "rollouts_html",
 ]
@@ -183,6 +184,35 @@ def distribution_view(model, tokenizer, record, *, teacher=None, k: int = 10, al
         rank_teacher=(q > q.gather(-1, yy)).sum(-1).add(1).tolist(),
         settings=dict(alpha=alpha, topk=topk, add_tail=add_tail, temperature=temperature, k=k),
         title=f"group {record.group}, score {record.score:g}" + ("" if has_teacher else " (no teacher)"))
+
+
+# A token that carries content (a digit, an operator, a bracket), not wording: where a teacher that read the
+# feedback should disagree with the student, if it learned anything from it.
+CONTENT_TOKEN = re.compile(r"[0-9+\-*/%=<>()\[\]]")
+
+
+def teaching_record(model, tokenizer, records, *, success_threshold: float = 0.5, **view_kwargs):
+    """The rollout of a step whose teacher-vs-student view teaches most, and its view: (record, view, why).
+
+    Preference: a FAILED rollout that has a teacher and whose largest divergence falls on a content token (the
+    wrong digit or operator), the largest such divergence first; else the failed rollout with a teacher and the
+    largest divergence anywhere; else any rollout with a teacher; else the first. A passing rollout or one whose
+    biggest disagreement is "answered" vs "solved" shows the machinery, not what feedback does.
+    `view_kwargs` go to `distribution_view` (use `**trainer_settings(trainer)`).
+    """
+    if not records:
+        raise ValueError("no rollouts to choose from")
+    failed = [r for r in records if r.teacher_prompt and r.score < success_threshold and (r.completion_ids or r.completion)]
+    views = [(r, distribution_view(model, tokenizer, r, **view_kwargs)) for r in failed]
+    on_content = [(r, v) for r, v in views if len(v) and CONTENT_TOKEN.search(v.tokens[v.argmax()])]
+    for pool, why in ((on_content, "a failed rollout whose largest disagreement is on a content token"),
+                      (views, "a failed rollout with a teacher (its largest disagreement is on wording)")):
+        if pool:
+            record, view = max(pool, key=lambda rv: rv[1].per_token_loss[rv[1].argmax()])
+            return record, view, why
+    record = next((r for r in records if r.teacher_prompt), records[0])
+    why = "no failed rollout had a teacher: " + ("a rollout with a teacher" if record.teacher_prompt else "no teacher")
+    return record, distribution_view(model, tokenizer, record, **view_kwargs), why
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -17,9 +17,9 @@ import ipywidgets as w
 from sdpo_lite.course.views import (STUDENT_COLOR, TOKEN_CSS, DistributionView, distribution_figure, distribution_view,
                                     distributions_html, divergence_colors, esc, figure_png, img_html, legend_html,
                                     option_label, rollout_html, rollouts_html, teacher_prompt_html,
-                                    token_strip_html, trainer_settings, visible)
+                                    teaching_record, token_strip_html, trainer_settings, visible)
 
-__all__ = ["DistributionsWidget", "RolloutBrowser", "show_distributions", "show_teacher_prompt", "browse_rollouts",
+__all__ = ["DistributionsWidget", "RolloutBrowser", "show_distributions", "show_teaching_rollout", "show_teacher_prompt", "browse_rollouts",
            "trainer_settings"]
 
 
@@ -155,6 +155,22 @@ def show_distributions(model, tokenizer, record, *, teacher=None, k: int = 10, a
     if position is not None:
         widget.slider.value = position
     return widget
+
+
+def show_teaching_rollout(model, trainer, records, *, static: bool = True):
+    """The rollout of `records` that teaches most (`views.teaching_record`), shown at its largest disagreement.
+
+    Prints why it was chosen and where the disagreement is, displays the view (its static HTML form by default) and
+    returns (record, view), so a later cell can open the widget on the same rollout:
+    `show_distributions(..., record, position=view.argmax())`."""
+    from IPython.display import display
+
+    settings = trainer_settings(trainer)
+    record, view, why = teaching_record(model, trainer.processing_class, records, **settings)
+    print(f"shown: {why}; the largest disagreement is at token {view.argmax()}, {view.tokens[view.argmax()]!r}")
+    display(show_distributions(model, trainer.processing_class, record, **settings, static=static,
+                               position=view.argmax()))
+    return record, view
 
 
 def show_teacher_prompt(record, *, static: bool = False):
