@@ -70,6 +70,13 @@ def generate_greedy(model, tokenizer, prompts: list[str], max_new_tokens: int = 
     return tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
 
 
+def time_so_far(elapsed: float, done: int, total: int) -> str:
+    """`41 s, about 82 s to go` (the pace so far, extrapolated) or `41 s, done`: the tail of a progress line."""
+    if done >= total:
+        return f"{elapsed:.0f} s, done"
+    return f"{elapsed:.0f} s, about {elapsed / max(done, 1) * (total - done):.0f} s to go"
+
+
 class ProgressLines:
     """Progress as a few printed lines: `addition/heldout: 64/120 problems, 12 s, about 10 s to go`.
 
@@ -86,10 +93,8 @@ class ProgressLines:
         if quarter <= self.quarter and self.done < self.total:
             return
         self.quarter = quarter
-        elapsed = time.perf_counter() - self.start
-        left = elapsed / self.done * (self.total - self.done)
-        tail = "done" if self.done >= self.total else f"about {left:.0f} s to go"
-        print(f"{self.label}: {self.done}/{self.total} {self.unit}, {elapsed:.0f} s, {tail}", flush=True)
+        elapsed = time_so_far(time.perf_counter() - self.start, self.done, self.total)
+        print(f"{self.label}: {self.done}/{self.total} {self.unit}, {elapsed}", flush=True)
 
 
 def accuracy(

@@ -181,6 +181,11 @@ KEEP = {"records": "the numbers and the last step's rollouts only",
         "all": "everything, optimiser state included (to train on)"}
 
 
+def check_keep(keep: str) -> None:
+    if keep not in KEEP:
+        raise ValueError(f"keep={keep!r}; choose one of " + "; ".join(f"{k!r}: {v}" for k, v in KEEP.items()))
+
+
 def train_run(label: str, profile: Profile, reward_funcs, *, sdpo: SDPOConfig, task: str = "addition", seed: int = 0,
               evaluate: bool = True, output_dir: str | None = None, model_and_tokenizer=None,
               log_every: int | None = 4, keep: str = "records", **grpo_overrides) -> RunResult:
@@ -189,8 +194,7 @@ def train_run(label: str, profile: Profile, reward_funcs, *, sdpo: SDPOConfig, t
     `sdpo` is required: `SDPOConfig(...)` trains SDPO (or the lambda-blend), `SDPOConfig(enabled=False)` plain GRPO.
     `keep` (see KEEP) says what outlives the run; the rest is freed before returning, so the next run starts
     from the memory this one started from. Extra keyword arguments go to GRPOConfig (`grpo_args`)."""
-    if keep not in KEEP:
-        raise ValueError(f"keep={keep!r}; choose one of " + "; ".join(f"{k!r}: {v}" for k, v in KEEP.items()))
+    check_keep(keep)
     if not isinstance(sdpo, SDPOConfig):
         raise TypeError(f"sdpo must be an SDPOConfig (SDPOConfig(enabled=False) for plain GRPO), got {sdpo!r}")
     renamed = sorted({"dataset", "eval_task"} & set(grpo_overrides))
@@ -222,8 +226,7 @@ def run_trainer(label: str, trainer, *, profile: Profile, task: str = "addition"
 
     `train_run` is this plus building the trainer from a profile; notebook 01 builds one by hand to show every
     argument, then hands it here so its run is reported like the others."""
-    if keep not in KEEP:
-        raise ValueError(f"keep={keep!r}; choose one of " + "; ".join(f"{k!r}: {v}" for k, v in KEEP.items()))
+    check_keep(keep)
     from sdpo_lite.course.evaluate import accuracy
 
     start = time.perf_counter() if start is None else start
@@ -326,7 +329,7 @@ class CompactLog(TrainerCallback):
             parts.append(f"with teacher {logs['sdpo/frac_with_teacher']:.0%}")
         if "sdpo/distill_loss" in logs:
             parts.append(f"distill loss {logs['sdpo/distill_loss']:.3f}")
-        elapsed = time.perf_counter() - self.start
-        left = elapsed / step * (state.max_steps - step)  # the steps so far, extrapolated
-        parts.append(f"{elapsed:.0f} s" + (f", about {left:.0f} s to go" if step < state.max_steps else ", done"))
+        from sdpo_lite.course.evaluate import time_so_far
+
+        parts.append(time_so_far(time.perf_counter() - self.start, step, state.max_steps))
         print(" | ".join(parts), flush=True)

@@ -108,15 +108,10 @@ def completion_logits(model, tokenizer, prompt, completion: str, teacher_message
     """
     import torch
 
-    from sdpo_lite.course.views import _completion_logits, _student_prompt_ids
-    from sdpo_lite.teacher import causal_lm_of, eval_mode
+    from sdpo_lite.course.views import student_teacher_logits
 
     tok = getattr(tokenizer, "tokenizer", tokenizer)
     ids = tok(completion, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
-    teacher_ids = tok(render_teacher_prompt(prompt, teacher_message, tokenizer), add_special_tokens=False)["input_ids"]
-    lm = causal_lm_of(model)
-    device = next(lm.parameters()).device
-    with eval_mode(lm):
-        student = _completion_logits(lm, _student_prompt_ids(tok, prompt), ids, device)[0]  # (T, V)
-        teacher = _completion_logits(lm, teacher_ids, ids, device)[0]  # (T, V)
-    return student, teacher, torch.tensor(ids, device=device)
+    teacher_prompt = render_teacher_prompt(prompt, teacher_message, tokenizer)
+    student, teacher = student_teacher_logits(model, tok, prompt, teacher_prompt, ids)  # (1, T, V) each
+    return student[0], teacher[0], torch.tensor(ids, device=student.device)

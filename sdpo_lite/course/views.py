@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 import torch
 
 __all__ = [
-    "DistributionView", "distribution_view", "trainer_settings", "teaching_record",
+    "DistributionView", "distribution_view", "student_teacher_logits", "trainer_settings", "teaching_record",
     "token_strip_html", "distribution_figure", "distributions_html",
     "teacher_prompt_html", "rollout_html", "rollouts_html",
 ]
@@ -130,6 +130,25 @@ def _completion_logits(causal_lm_or_teacher, prompt_ids, completion_ids, device)
         return head(hidden[:, -T - 1:-1]).float()
 
 
+def student_teacher_logits(model, tokenizer, prompt, teacher_prompt: str | None, completion_ids, *, teacher=None,
+                           chat_template_kwargs=None):
+    """Raw (1, T, V) fp32 logits of student and teacher predicting `completion_ids`, as the trainer computes them.
+
+    The student reads `prompt` (tokenised as TRL does); the teacher reads the rendered `teacher_prompt` text (None:
+    the student's own prompt) with `teacher` (a `sdpo_lite.teacher.Teacher`) or, when None, the model itself."""
+    from sdpo_lite.teacher import causal_lm_of, eval_mode
+
+    tok = getattr(tokenizer, "tokenizer", tokenizer)
+    device = next(model.parameters()).device
+    student_ids = _student_prompt_ids(tok, prompt, chat_template_kwargs)
+    teacher_ids = tok(teacher_prompt, add_special_tokens=False)["input_ids"] if teacher_prompt else student_ids
+    lm = causal_lm_of(model)
+    with eval_mode(lm):
+        s_logits = _completion_logits(lm, student_ids, completion_ids, device)
+        t_logits = _completion_logits(teacher if teacher is not None else lm, teacher_ids, completion_ids, device)
+    return s_logits, t_logits
+
+
 def distribution_view(model, tokenizer, record, *, teacher=None, k: int = 10, alpha: float = 0.5,
                       topk: int | None = 100, add_tail: bool = True, temperature: float = 1.0,
                       chat_template_kwargs=None) -> DistributionView:
@@ -146,17 +165,10 @@ def distribution_view(model, tokenizer, record, *, teacher=None, k: int = 10, al
                                        ["input_ids"])]
     if not completion_ids:
         raise ValueError("the record has an empty completion: nothing to show")
-    device = next(model.parameters()).device
-    student_ids = _student_prompt_ids(tok, record.prompt, chat_template_kwargs)
     has_teacher = bool(record.teacher_prompt)
-    teacher_ids = tok(record.teacher_prompt, add_special_tokens=False)["input_ids"] if has_teacher else student_ids
-    from sdpo_lite.teacher import causal_lm_of, eval_mode
-
-    lm = causal_lm_of(model)
-    with eval_mode(lm):
-        s_logits = _completion_logits(lm, student_ids, completion_ids, device)
-        t_logits = _completion_logits(teacher if teacher is not None else lm, teacher_ids, completion_ids, device)
-    y = torch.tensor([completion_ids], device=device)
+    s_logits, t_logits = student_teacher_logits(model, tok, record.prompt, record.teacher_prompt, completion_ids,
+                                                teacher=teacher, chat_template_kwargs=chat_template_kwargs)
+    y = torch.tensor([completion_ids], device=s_logits.device)
     out = distillation_loss(s_logits, t_logits, y, torch.ones_like(y, dtype=torch.float), alpha=alpha, topk=topk,
                             add_tail=add_tail, temperature=temperature)
     per_token = out.per_token[0] if has_teacher else torch.zeros(len(completion_ids))
@@ -202,7 +214,8 @@ def teaching_record(model, tokenizer, records, *, success_threshold: float = 0.5
     """
     if not records:
         raise ValueError("no rollouts to choose from")
-    failed = [r for r in records if r.teacher_prompt and r.score < success_threshold and (r.completion_ids or r.completion)]
+    failed = [r for r in records
+              if r.teacher_prompt and r.score < success_threshold and (r.completion_ids or r.completion)]
     views = [(r, distribution_view(model, tokenizer, r, **view_kwargs)) for r in failed]
     on_content = [(r, v) for r, v in views if len(v) and CONTENT_TOKEN.search(v.tokens[v.argmax()])]
     for pool, why in ((on_content, "a failed rollout whose largest disagreement is on a content token"),

@@ -19,8 +19,8 @@ from sdpo_lite.course.views import (STUDENT_COLOR, TOKEN_CSS, DistributionView, 
                                     option_label, rollout_html, rollouts_html, teacher_prompt_html,
                                     teaching_record, token_strip_html, trainer_settings, visible)
 
-__all__ = ["DistributionsWidget", "RolloutBrowser", "show_distributions", "show_teaching_rollout", "show_teacher_prompt", "browse_rollouts",
-           "trainer_settings"]
+__all__ = ["DistributionsWidget", "RolloutBrowser", "show_distributions", "show_teaching_rollout",
+           "show_teacher_prompt", "browse_rollouts", "trainer_settings"]
 
 
 class DistributionsWidget(w.VBox):
@@ -149,6 +149,11 @@ def show_distributions(model, tokenizer, record, *, teacher=None, k: int = 10, a
     """
     view = distribution_view(model, tokenizer, record, teacher=teacher, k=k, alpha=alpha, topk=topk,
                              add_tail=add_tail, temperature=temperature, chat_template_kwargs=chat_template_kwargs)
+    return _show_view(view, static, position)
+
+
+def _show_view(view: DistributionView, static: bool, position: int | None):
+    """A computed view as its static HTML form or as the widget, opened at `position`."""
     if static:
         return _static(distributions_html(view, position))
     widget = DistributionsWidget(view)
@@ -168,8 +173,7 @@ def show_teaching_rollout(model, trainer, records, *, static: bool = True):
     settings = trainer_settings(trainer)
     record, view, why = teaching_record(model, trainer.processing_class, records, **settings)
     print(f"shown: {why}; the largest disagreement is at token {view.argmax()}, {view.tokens[view.argmax()]!r}")
-    display(show_distributions(model, trainer.processing_class, record, **settings, static=static,
-                               position=view.argmax()))
+    display(_show_view(view, static, view.argmax()))  # the view teaching_record computed, not a second pass
     return record, view
 
 
