@@ -226,14 +226,17 @@ def verdict(mean: float, half: float, n: int) -> str:
 
 
 def table(rows: dict) -> str:
-    lines = ["| factor | level | held-out before | GRPO | SDPO | blend (lambda 0.9) | SDPO - GRPO | blend - GRPO |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| factor | level | held-out before | GRPO | SDPO | blend (lambda 0.9) | SDPO - GRPO | blend - GRPO "
+             "| training s per run (GRPO / SDPO / blend) |", "|---|---|---|---|---|---|---|---|---|"]
     for name, cell in CELLS.items():
         budgets = {r["eval_tokens"] for (c, _, _), r in rows.items() if c == name and r["kind"] == "run"}
         cells = [rows.get(before_key(cell.task, budgets.pop()), {}).get("after") if len(budgets) == 1 else None]
+        seconds = []
         for method in METHODS:
             target = cell.grpo_cell(name) if method == "grpo" else name
             values = [r["after"] for (c, m, s), r in rows.items() if c == target and m == method]
+            spent = [r["seconds"] for (c, m, s), r in rows.items() if c == target and m == method]
+            seconds.append(f"{sum(spent) / len(spent):.0f}" if spent else "-")
             if values:
                 mean, half = interval(values)
                 cells.append(f"{mean:.1%} ± {half:.1%} (n={len(values)})" if half == half else f"{mean:.1%} (n=1)")
@@ -244,12 +247,14 @@ def table(rows: dict) -> str:
             cells.append("-" if n == 0 else f"{mean:+.1%} ± {half:.1%}: {verdict(mean, half, n)}" if half == half
                          else f"{mean:+.1%} (n=1)")
         before = f"{cells[0]:.1%}" if cells[0] is not None else "-"
-        lines.append(f"| {cell.factor} | {cell.level} | {before} | " + " | ".join(cells[1:]) + " |")
+        lines.append(f"| {cell.factor} | {cell.level} | {before} | " + " | ".join(cells[1:]) + f" | {' / '.join(seconds)} |")
     return "\n".join(lines)
 
 
 def figure(rows: dict, path: Path = FIGURE) -> Path:
-    """Left: SDPO - GRPO and blend - GRPO per cell, 95% intervals. Right: base cell's training success vs seconds."""
+    """Left: SDPO - GRPO and blend - GRPO per cell, 95% intervals. Right: the base cell's training success against
+    wall time, each seed thin and the mean over seeds bold (equal seconds, not only equal steps: SDPO's step also
+    runs the teacher)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -265,17 +270,22 @@ def figure(rows: dict, path: Path = FIGURE) -> Path:
                               capsize=3, label=f"{method} - GRPO" if i == 0 else None)
     left.axvline(0, color="#333333", lw=1)
     left.set_yticks(range(len(names)), [f"{CELLS[n].factor}: {CELLS[n].level}" for n in names])
-    left.invert_yaxis()
+    left.set_ylim(len(names) - 0.5, -0.5)  # top to bottom, each cell with room for its two bars
     left.set(xlabel="held-out accuracy minus GRPO's (points; 95% interval over paired seeds)",
              title="Where does the self-teacher help?")
     left.legend(frameon=False, loc="lower right")
     for method, colour in zip(METHODS, ("#999999", "#0072B2", "#E69F00")):
         base = [r for (c, m, _), r in sorted(rows.items()) if c == "base" and m == method and r["step_seconds"]]
-        for i, r in enumerate(base):
-            right.plot(r["step_seconds"], r["success"], color=colour, alpha=0.6, lw=1, label=None if i else method)
+        for r in base:
+            right.plot(r["step_seconds"], r["success"], color=colour, alpha=0.25, lw=0.8)
+        if base:  # the mean over seeds at each step, placed at the mean wall time of that step
+            steps = range(min(len(r["success"]) for r in base))
+            seconds = [statistics.mean(r["step_seconds"][i] for r in base) for i in steps]
+            success = [statistics.mean(r["success"][i] for r in base) for i in steps]
+            right.plot(seconds, success, color=colour, lw=2.2, label=f"{method} (mean of {len(base)} seeds)")
     right.set(xlabel="training wall time (s, 2 CPU cores)", ylabel="training success rate", ylim=(-0.02, 1.02),
-              title="Base cell: success against seconds, per seed")
-    right.legend(frameon=False)
+              title="Base cell: success against seconds")
+    right.legend(frameon=False, title="thin lines: one seed each", title_fontsize="small")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

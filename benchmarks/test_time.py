@@ -147,7 +147,7 @@ def searches_of(rows: dict, lr: float | None):
 
 
 def command_report(args) -> None:
-    from sdpo_lite.course.discovery import attempts_ratio, discovery_curves, paired_difference
+    from sdpo_lite.course.discovery import discovery_curves, versus
 
     searches, lr, rates = searches_of(load(args.results), args.lr)
     if not searches:
@@ -168,17 +168,7 @@ def command_report(args) -> None:
         print(f"| {method} | {curve['questions']} | {n} | " + " | ".join(cells) + " |")
     for method in ("test-time SDPO", "multi-turn"):
         if method in curves and "best-of-k" in curves:
-            diff = paired_difference(searches, method, "best-of-k", budget)
-            print(f"{method} minus best-of-k, found within {budget}: {diff['difference']:+.0%} [95% interval "
-                  f"{diff['low']:+.0%}, {diff['high']:+.0%}], {diff['questions']} questions paired")
-            level = min(curves[method]["mean"][budget - 1], curves["best-of-k"]["mean"][budget - 1])
-            if level == 0:
-                print(f"{method} found no answer: no level to compare attempts at")
-                continue
-            out = attempts_ratio(searches, method, "best-of-k", ks, level)
-            print(f"best-of-k needs {out['ratio']:.2f}x the attempts of {method} [95% interval {out['low']:.2f}, "
-                  f"{out['high']:.2f}] to reach discovery probability {level:.0%} ({out['attempts']['best-of-k']:.1f} "
-                  f"vs {out['attempts'][method]:.1f} attempts)")
+            print("\n".join(versus(searches, curves, ks, method)[0]))
     from sdpo_lite.course.reports import plot_discovery
 
     fig = plot_discovery(curves, ks, title=f"Hard addition questions, SmolLM2-135M (SDPO lr {lr:g})")

@@ -43,7 +43,7 @@ KEEP = ("torch", "numpy", "pillow", "ipywidgets")
 LOCAL_MESSAGE = "Local or Binder run: nothing to install, sdpo_lite comes from this checkout"
 
 _TEMPLATE = '''\
-# Setup: on Colab/Kaggle fetch the course and install its pins; locally use the project's .venv as it is.
+# @title Setup (run first): on Colab/Kaggle it fetches the course and installs its pins; locally it does nothing
 import os, subprocess, sys
 from importlib.metadata import distributions
 from pathlib import Path
@@ -113,6 +113,12 @@ PLATFORM_METADATA = {
     "kaggle": {"accelerator": "nvidiaTeslaT4", "isGpuEnabled": True, "isInternetEnabled": True, "dataSources": [],
                "language": "python", "sourceType": "notebook"},
 }
+
+
+# The setup cell's own metadata: shown collapsed, so a learner's first sight is the lesson, not 30 lines of pip.
+# Colab shows a cell with `cellView: form` and a `# @title` line as its title (code hidden until clicked);
+# JupyterLab, Binder and VS Code read `jupyter.source_hidden`. GitHub and nbviewer show the code as it is.
+SETUP_CELL_METADATA = {"cellView": "form", "jupyter": {"source_hidden": True}}
 
 
 # The badges line that ends a notebook's first markdown cell (found again by its first badge).

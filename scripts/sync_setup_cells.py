@@ -5,10 +5,10 @@
     .venv/bin/python scripts/sync_setup_cells.py --check    # only report; exit 1 when a notebook is stale
     .venv/bin/python scripts/sync_setup_cells.py notebooks/01_*.ipynb   # just these
 
-For each notebook it changes exactly three things and nothing else (outputs, ids and other metadata are kept):
+For each notebook it changes exactly these things and nothing else (outputs, ids and other metadata are kept):
 
 * the **first code cell**'s source becomes ``notebook_cells.setup_cell_source()`` (the Unsloth variant for a
-  notebook whose name mentions Unsloth);
+  notebook whose name mentions Unsloth), shown collapsed (``notebook_cells.SETUP_CELL_METADATA``);
 * the **first markdown cell** ends with the notebook's "Open in Colab" / "Open in Kaggle" badges line (an
   existing badges line is replaced, so running this twice changes nothing);
 * the notebook **metadata** that asks Colab and Kaggle for a GPU runtime (``notebook_cells.PLATFORM_METADATA``).
@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 import nbformat
-from notebook_cells import PLATFORM_METADATA, setup_cell_source, wants_unsloth, with_badges
+from notebook_cells import PLATFORM_METADATA, SETUP_CELL_METADATA, setup_cell_source, wants_unsloth, with_badges
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 
@@ -37,16 +37,21 @@ def synced(nb: nbformat.NotebookNode, path: Path) -> list[str]:
     if code.source != want:
         code.source = want
         changed.append("setup cell")
+    changed += _set(code.metadata, SETUP_CELL_METADATA, "setup cell")
     markdown = next((c for c in nb.cells if c.cell_type == "markdown"), None)
     if markdown is not None:
         want = with_badges(markdown.source, path)
         if markdown.source != want:
             markdown.source = want
             changed.append("badges")
-    for key, value in PLATFORM_METADATA.items():
-        if nb.metadata.get(key) != value:
-            nb.metadata[key] = value
-            changed.append(f"metadata {key}")
+    changed += _set(nb.metadata, PLATFORM_METADATA, "metadata")
+    return changed
+
+
+def _set(metadata: dict, wanted: dict, label: str) -> list[str]:
+    """Give `metadata` every key of `wanted`, in place; return what changed, as "<label> <key>"."""
+    changed = [f"{label} {key}" for key, value in wanted.items() if metadata.get(key) != value]
+    metadata.update(wanted)
     return changed
 
 

@@ -9,7 +9,7 @@ import random
 import pytest
 
 from sdpo_lite.course.discovery import (Search, attempts_ratio, attempts_to_reach, best_of_k, discovery_curves,
-                                        found_by, multi_turn, sdpo_at_test_time)
+                                        found_by, multi_turn, sdpo_at_test_time, versus)
 
 F, T = False, True
 
@@ -73,6 +73,30 @@ def test_attempts_ratio_on_known_curves():
     with pytest.raises(ValueError, match="both"):
         attempts_ratio(searches, "sdpo", "multi-turn", ks, 0.5)
 
+
+
+def test_versus_reports_the_difference_and_the_ratio_at_the_level_both_reach():
+    """The same known curves as above: sdpo finds every question by attempt 2 (1.5 attempts to reach 0.5), best-of-8
+    with one success in eight reaches 1.0 at 8 and 0.5 at 4; at the full budget both are at 1.0."""
+    ks = list(range(1, 9))
+    searches = (_searches("sdpo", {q: [[[F], [T]]] for q in "abc"})
+                + _searches("best-of-k", {q: [[[T] + [F] * 7]] for q in "abc"}))
+    curves = discovery_curves(searches, ks, resamples=200)
+    lines, ratio = versus(searches, curves, ks, "sdpo")
+    assert lines[0] == "sdpo minus best-of-k, found within 8: +0% [95% interval +0% to +0%], 3 questions paired"
+    assert ratio["level"] == 1.0 and ratio["attempts"] == {"sdpo": 2.0, "best-of-k": 8.0}
+    assert lines[1] == "sdpo: best-of-k needs 4.00x the attempts [95% interval 4.00 to 4.00] to reach 100% (8.0 vs 2.0 " \
+        "attempts)"
+
+
+def test_versus_names_the_method_that_found_nothing():
+    ks = [1, 2]
+    searches = (_searches("multi-turn", {q: [[[F], [F]]] for q in "ab"})
+                + _searches("best-of-k", {q: [[[T, F]]] for q in "ab"}))
+    lines, ratio = versus(searches, discovery_curves(searches, ks, resamples=50), ks, "multi-turn")
+    assert ratio is None
+    assert lines[0].startswith("multi-turn minus best-of-k, found within 2: -100% [95% interval -100% to -100%]")
+    assert lines[1] == "multi-turn: multi-turn found no answer in 2 attempts on any question, so no level to compare at"
 
 # ----------------------------------------------------------------------------------------------------------------
 # The methods, on the tiny model (random weights: the numbers mean nothing, the bookkeeping does)

@@ -50,7 +50,7 @@ def test_a_rebuild_keeps_outputs_of_unchanged_cells_only(tmp_path, monkeypatch):
                       '# %% id="d-02" tags=["nbval-ignore-output"]\nprint(1)\n\n# %% id="d-03"\nprint(2)\n')
     nb, to_run = bn.build(source)
     assert to_run == ["d-01", "d-02", "d-03"] and nb.cells[2].metadata["tags"] == ["nbval-ignore-output"]
-    assert "Open In Colab" in nb.cells[0].source and nb.cells[1].source.startswith("# Setup")  # synced
+    assert "Open In Colab" in nb.cells[0].source and nb.cells[1].source.startswith("# @title Setup")  # synced
     for cell, out in zip(nb.cells[1:], ["setup", "1", "2"]):  # as if executed
         cell.outputs, cell.execution_count = [nbformat.v4.new_output("stream", text=out)], 1
     (tmp_path / "09_demo.ipynb").write_text(bn.serialised(nb))

@@ -304,6 +304,16 @@ def test_first_code_cell_is_the_setup_template(path):
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_setup_cell_opens_collapsed(path):
+    """A learner's first sight is the lesson: Colab folds a `cellView: form` cell to its `# @title` line, JupyterLab
+    and VS Code hide a `source_hidden` one."""
+    first = next(c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
+    assert first.source.startswith("# @title "), "Colab shows a form cell's title; without one it shows the code"
+    assert first.metadata.get("cellView") == "form"
+    assert first.metadata.get("jupyter", {}).get("source_hidden") is True
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_has_its_badges(path):
     nb = nbformat.read(path, as_version=4)
     assert synced(nb, path) == [], f"{path.name} is out of date: run scripts/sync_setup_cells.py"

@@ -12,8 +12,8 @@ import regimes  # noqa: E402
 
 def rows_from(after: dict) -> dict:
     """{(cell, method, seed): accuracy} -> rows as `regimes.load` returns them."""
-    return {key: {"kind": "run", "after": value, "eval_tokens": 24, "step_seconds": [], "success": []}
-            for key, value in after.items()}
+    return {key: {"kind": "run", "after": value, "eval_tokens": 24, "step_seconds": [], "success": [],
+                  "seconds": 200.0 if key[1] == "grpo" else 300.0 + 10 * key[2]} for key, value in after.items()}
 
 
 def test_cells_grpo_cannot_see_reuse_the_base_grpo_runs():
@@ -38,6 +38,8 @@ def test_paired_differences_and_their_verdicts():
     rows[regimes.before_key("addition", 24)] = {"kind": "before", "after": 0.142}
     table = regimes.table(rows)
     assert '| feedback | "Wrong." | 14.2% | 50.0% ± 0.0% (n=5) | 38.0% ±' in table and "worse than GRPO" in table
+    wrong = next(line for line in table.splitlines() if '"Wrong."' in line)
+    assert wrong.endswith("| 200 / 320 / - |"), "mean training seconds: GRPO's from the base cell, SDPO's own"
 
 
 @pytest.mark.slow

@@ -385,6 +385,30 @@ def paired_difference(searches: list[Search], method: str, baseline: str, k: int
             "high": _quantile(draws, 0.975), "questions": len(questions)}
 
 
+def versus(searches: list[Search], curves: dict, ks: list[int], method: str,
+           baseline: str = "best-of-k") -> tuple[list[str], dict | None]:
+    """`method` against `baseline` at the full budget max(ks), as notebook 04 and benchmarks/test_time.py report it.
+
+    Two readings: the paired difference in P(found within max(ks)); then the attempts ratio at the lower of the two
+    curves' final values (the highest level both reach). Returns the report's lines and the attempts ratio (None
+    when one method found nothing: there is no level to compare at)."""
+    k = ks[-1]
+    diff = paired_difference(searches, method, baseline, k)
+    lines = [f"{method} minus {baseline}, found within {k}: {diff['difference']:+.0%} [95% interval "
+             f"{diff['low']:+.0%} to {diff['high']:+.0%}], {diff['questions']} questions paired"]
+    finals = {m: curves[m]["mean"][-1] for m in (method, baseline)}
+    level = min(finals.values())
+    if level == 0:
+        empty = " and ".join(m for m, v in finals.items() if v == 0)
+        lines.append(f"{method}: {empty} found no answer in {k} attempts on any question, so no level to compare at")
+        return lines, None
+    ratio = attempts_ratio(searches, method, baseline, ks, level)
+    lines.append(f"{method}: {baseline} needs {ratio['ratio']:.2f}x the attempts [95% interval {ratio['low']:.2f} to "
+                 f"{ratio['high']:.2f}] to reach {level:.0%} ({ratio['attempts'][baseline]:.1f} vs "
+                 f"{ratio['attempts'][method]:.1f} attempts)")
+    return lines, ratio
+
+
 def outcome_shares(search: Search) -> list[dict[str, float]]:
     """Per batch, the share of attempts that were correct, cut off, had no number, or had a wrong number, read
     from the feedback (the course's addition feedback; None = correct): what the attempts turned into, step by step."""
