@@ -122,3 +122,56 @@ def test_notebook_01_summary_states_the_base_cell_difference(base_cell):
     diff, half, n = regimes.paired_difference(rows, "base", "sdpo")
     assert f"pure SDPO is worse than GRPO: {100 * diff:+.1f} points ± {100 * half:.1f} over five seeds" in summary
     assert n == 5
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Notebooks 00, 02 and 03: the sentences that quote a number printed above them
+# ----------------------------------------------------------------------------------------------------------------
+def load(name: str) -> dict:
+    return json.loads((NOTEBOOKS / name).read_text())
+
+
+def test_notebook_00_conclusion_quotes_its_baseline():
+    notebook = load("00_setup_and_baseline.ipynb")
+    correct, n = map(int, re.search(r"addition/heldout: (\d+)/(\d+) correct", printed(notebook, "nb00-10")).groups())
+    assert recorded(notebook)["baseline_accuracy"] == pytest.approx(correct / n, abs=1e-4)
+    assert f"({correct} of {n};" in cell_text(notebook, "nb00-13")
+
+
+def answers(text: str) -> dict:
+    """The answer counts of one parity evaluation line: "... | answers: {'even': 86, 'odd': 0, None: 14} | ..."."""
+    counts = re.search(r"answers: \{'even': (\d+), 'odd': (\d+), None: (\d+)\}", text).groups()
+    return dict(zip(("even", "odd", "none"), map(int, counts)))
+
+
+def gib(text: str, when: str) -> float:
+    return float(re.search(rf"{when}: process RSS ([\d.]+) GiB", text)[1])
+
+
+def test_notebook_02_reading_of_its_run_quotes_the_run():
+    notebook = load("02_sdpo_with_unsloth.ipynb")
+    text, values = cell_text(notebook, "nb02-20"), recorded(notebook)
+    before, after = answers(printed(notebook, "nb02-15")), answers(printed(notebook, "nb02-19"))
+    assert (f'answered "even" to {before["even"]} of the 100 numbers and gave no answer to the other {before["none"]}: '
+            f'{values["parity_heldout_before"]:.0%}') in text and before["odd"] == 0
+    assert (f'"odd" {after["odd"]} times and "even" {after["even"]} times: {values["parity_heldout_after_blend"]:.0%}'
+            in text) and after["none"] == 0, "'it answers every number'"
+    loaded, trained = gib(printed(notebook, "nb02-09"), "after loading"), printed(notebook, "nb02-17")
+    assert (f"about {loaded:.1f} GiB after loading to about {gib(trained, 'before training'):.1f} GiB after the first "
+            f"evaluation and {gib(trained, 'after training'):.1f} GiB after training") in text
+
+
+def test_notebook_03_summary_quotes_the_teachers_probabilities():
+    """Section 4 prints, for each teacher, the row of the wrong token ' <': the student's and the teacher's top-3."""
+    notebook = load("03_sdpo_rich_feedback.ipynb")
+    blocks = printed(notebook, "nb03-13").split("\nteacher with ")[1:]
+    fix = {}
+    for block in blocks:
+        name, row = block.split(":", 1)[0], next(line for line in block.splitlines() if line.strip().startswith("' <'"))
+        student, teacher = row.split("|")[1:3]
+        fix[name] = (float(re.search(r"' >=':([\d.]+)", student)[1]), float(re.search(r"' >=':([\d.]+)", teacher)[1]))
+    assert len({s for s, _ in fix.values()}) == 1, "one student, three teachers"
+    student, peer = fix["feedback"][0], "peer's solution"
+    assert (f"the fix `>=` went from {student:.2f} to {fix['feedback'][1]:.2f} with the test feedback, to "
+            f"{fix[peer][1]:.2f} with a peer's solution and to {fix['both'][1]:.2f} "
+            "with both") in cell_text(notebook, "nb03-26")

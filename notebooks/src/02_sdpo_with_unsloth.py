@@ -211,7 +211,7 @@ print(f"held-out accuracy: {before.accuracy:.0%} before, {after.accuracy:.0%} af
 #   256-token budget leaves room to think.
 # - **Memory**: on the CPU the LoRA model trained 4.9M of 139M parameters and the teacher was an adapter (no second
 #   model). The process's RSS grew from about 0.5 GiB after loading to about 1.1 GiB after the first evaluation and
-#   2.5 GiB after training (not broken down here); the GPU's 4-bit numbers are pending.
+#   1.7 GiB after training (section 6 prints it; not broken down here); the GPU's 4-bit numbers are pending.
 
 # %% [markdown] id="nb02-21"
 # ## 8. Inside the last step
