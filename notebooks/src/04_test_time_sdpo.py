@@ -152,7 +152,7 @@ record_result("sdpo_found_after_an_update", after_update)
 # the bands are wide: read the curves together with their bands.
 
 # %% id="nb04-14" tags=["nbval-ignore-output"]
-from sdpo_lite.course.discovery import attempts_ratio, discovery_curves, paired_difference
+from sdpo_lite.course.discovery import discovery_curves, versus
 from sdpo_lite.course.reports import plot_discovery
 
 ks = list(range(1, budget.attempts + 1))
@@ -173,18 +173,10 @@ plot_discovery(curves, ks, title=f"{len(questions)} hard questions, {profile.mod
 
 # %% id="nb04-16"
 for method in ("test-time SDPO", "multi-turn"):
-    diff = paired_difference(searches, method, "best-of-k", budget.attempts)
-    print(f"{method} minus best-of-k, found within {budget.attempts}: {diff['difference']:+.0%} "
-          f"[95% interval {diff['low']:+.0%} to {diff['high']:+.0%}]")
-    level = min(curves[method]["mean"][-1], curves["best-of-k"]["mean"][-1])
-    if level == 0:
-        print(f"{method}: no answer found in {budget.attempts} attempts on any question, so no level to compare at")
-        continue
-    ratio = attempts_ratio(searches, method, "best-of-k", ks, level)
-    print(f"{method}: best-of-k needs {ratio['ratio']:.2f}x the attempts [95% interval {ratio['low']:.2f} to "
-          f"{ratio['high']:.2f}] to reach {level:.0%} ({ratio['attempts']['best-of-k']:.1f} vs "
-          f"{ratio['attempts'][method]:.1f})")
-    record_result(f"attempts_ratio_{method.replace(' ', '_').replace('-', '_')}", round(ratio["ratio"], 3))
+    lines, ratio = versus(searches, curves, ks, method)
+    print("\n".join(lines))
+    if ratio is not None:
+        record_result(f"attempts_ratio_{method.replace(' ', '_').replace('-', '_')}", round(ratio["ratio"], 3))
 
 # %% [markdown] id="nb04-17"
 # ## 5. Can the teacher use "too low"?
