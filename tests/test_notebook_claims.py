@@ -175,3 +175,25 @@ def test_notebook_03_summary_quotes_the_teachers_probabilities():
     assert (f"the fix `>=` went from {student:.2f} to {fix['feedback'][1]:.2f} with the test feedback, to "
             f"{fix[peer][1]:.2f} with a peer's solution and to {fix['both'][1]:.2f} "
             "with both") in cell_text(notebook, "nb03-26")
+
+
+def test_notebook_01_reads_the_sparse_reward_cell_as_saved(base_cell):
+    regimes, rows, _ = base_cell
+    notebook = load("01_basic_sdpo.ipynb")
+    text, summary = cell_text(notebook, "nb01-61"), cell_text(notebook, "nb01-31")
+    runs = {m: [rows[("digits3", m, s)] for s in range(5)] for m in ("grpo", "sdpo")}
+    for method, name in (("grpo", "GRPO ends at"), ("sdpo", "pure SDPO at")):
+        mean, half = regimes.interval([r["after"] for r in runs[method]])
+        assert f"{name} **{mean:.1%} ± {100 * half:.1f}**" in text, (method, mean, half)
+    diff, half, n = regimes.paired_difference(rows, "digits3", "sdpo")
+    assert n == 5 and regimes.verdict(diff, half, n) == "better than GRPO"
+    assert f"**{100 * diff:+.1f} points ± {100 * half:.1f}: better than GRPO**" in text
+    assert f"+{100 * diff:.1f} points ± {100 * half:.1f}" in summary
+    silent = [r for r in runs["grpo"] if not any(r["success"])]
+    assert "In three of GRPO's five runs not one of the 192 rollouts was correct" in text and len(silent) == 3
+    before = rows[regimes.before_key("addition3", runs["grpo"][0]["eval_tokens"])]["after"]
+    assert f"answers {before:.1%} of the held-out problems" in text
+    assert all(r["after"] == before for r in silent), "no correct rollout: zero advantages, no update"
+    assert not any(runs["sdpo"][2]["success"]) and runs["sdpo"][2]["after"] > before, "seed 2 improved, no success"
+    seconds = [sum(r["seconds"] for r in runs[m]) / 5 for m in ("grpo", "sdpo")]
+    assert abs(seconds[1] - seconds[0]) < 0.1 * seconds[0], "'about the same training time per run'"
