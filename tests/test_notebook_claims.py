@@ -200,5 +200,16 @@ def test_notebook_01_reads_the_sparse_reward_cell_as_saved(base_cell):
     assert f"answers {before:.1%} of the held-out problems" in text
     assert all(r["after"] == before for r in silent), "no correct rollout: zero advantages, no update"
     assert not any(runs["sdpo"][2]["success"]) and runs["sdpo"][2]["after"] > before, "seed 2 improved, no success"
+    blend = [rows[("digits3", "blend", s)]["after"] for s in range(5)]
+    mean, half = regimes.interval(blend)
+    assert f"**{mean:.1%} ± {100 * half:.1f}** (" + " / ".join(f"{100 * v:.1f}" for v in blend) + "%)" in text
+    diff, half, n = regimes.paired_difference(rows, "digits3", "blend")
+    assert regimes.verdict(diff, half, n) == "better than GRPO" and n == 5
+    assert f"blend minus GRPO **{100 * diff:+.1f} points ± {100 * half:.1f}: better than GRPO**" in text
+    assert f"(+{100 * diff:.1f} points ± {100 * half:.1f} over GRPO)" in summary
+    over = regimes.interval([b - r["after"] for b, r in zip(blend, runs["sdpo"])])
+    assert f"{100 * over[0]:.1f} points ± {100 * over[1]:.1f} above pure SDPO" in text and over[0] > over[1]
+    assert {round(120 * a) for a in (blend[2], runs["sdpo"][2]["after"], runs["grpo"][2]["after"])} == {7}, "seed 2"
+    assert "Seed 2 is where every method ended at 5.8%" in text
     seconds = [sum(r["seconds"] for r in runs[m]) / 5 for m in ("grpo", "sdpo")]
     assert abs(seconds[1] - seconds[0]) < 0.1 * seconds[0], "'about the same training time per run'"
