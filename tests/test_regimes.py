@@ -76,3 +76,24 @@ def test_report_writes_the_table_between_the_markers_only(tmp_path):
     page.write_text("no markers")
     with pytest.raises(SystemExit, match="markers"):
         regimes.write_table(page, "| new |")
+
+
+def test_the_readme_summary_quotes_the_five_seed_cells():
+    """The README's "In short" states four paired differences: each must be the saved one, with its verdict."""
+    rows = regimes.load(regimes.RESULTS)
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    short = readme[readme.index("**In short**"):][:1200]
+
+    def quoted(cell, method, points=""):
+        mean, half, n = regimes.paired_difference(rows, cell, method)
+        assert n == 5, (cell, method)
+        return f"{100 * mean:+.1f}{points} ± {100 * half:.1f}", regimes.verdict(mean, half, n)
+
+    text, verdict = quoted("base", "sdpo", " points")
+    assert f"pure SDPO is **worse** than GRPO ({text})" in short and verdict == "worse than GRPO"
+    text, verdict = quoted("base", "blend")
+    assert f"shows **no measurable difference** ({text})" in short and verdict == "no measurable difference"
+    text, verdict = quoted("digits3", "sdpo")
+    assert f"pure SDPO is **better** ({text})" in short and verdict == "better than GRPO"
+    text, verdict = quoted("digits3", "blend")
+    assert f"the blend more so ({text})" in short and verdict == "better than GRPO"
