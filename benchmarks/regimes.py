@@ -273,7 +273,7 @@ def figure(rows: dict, path: Path = FIGURE) -> Path:
     left.set_ylim(len(names) - 0.5, -0.5)  # top to bottom, each cell with room for its two bars
     left.set(xlabel="held-out accuracy minus GRPO's (points; 95% interval over paired seeds)",
              title="Where does the self-teacher help?")
-    left.legend(frameon=False, loc="lower right")
+    left.legend(frameon=False, loc="upper right")  # the lower right holds the last cell's points
     for method, colour in zip(METHODS, ("#999999", "#0072B2", "#E69F00")):
         base = [r for (c, m, _), r in sorted(rows.items()) if c == "base" and m == method and r["step_seconds"]]
         for r in base:
