@@ -234,9 +234,9 @@ def table(rows: dict) -> str:
         seconds = []
         for method in METHODS:
             target = cell.grpo_cell(name) if method == "grpo" else name
-            values = [r["after"] for (c, m, s), r in rows.items() if c == target and m == method]
-            spent = [r["seconds"] for (c, m, s), r in rows.items() if c == target and m == method]
-            seconds.append(f"{sum(spent) / len(spent):.0f}" if spent else "-")
+            runs = [r for (c, m, _), r in rows.items() if c == target and m == method]
+            values = [r["after"] for r in runs]
+            seconds.append(f"{statistics.mean(r['seconds'] for r in runs):.0f}" if runs else "-")
             if values:
                 mean, half = interval(values)
                 cells.append(f"{mean:.1%} ± {half:.1%} (n={len(values)})" if half == half else f"{mean:.1%} (n=1)")
@@ -247,7 +247,8 @@ def table(rows: dict) -> str:
             cells.append("-" if n == 0 else f"{mean:+.1%} ± {half:.1%}: {verdict(mean, half, n)}" if half == half
                          else f"{mean:+.1%} (n=1)")
         before = f"{cells[0]:.1%}" if cells[0] is not None else "-"
-        lines.append(f"| {cell.factor} | {cell.level} | {before} | " + " | ".join(cells[1:]) + f" | {' / '.join(seconds)} |")
+        lines.append(f"| {cell.factor} | {cell.level} | {before} | " + " | ".join(cells[1:] + [" / ".join(seconds)])
+                     + " |")
     return "\n".join(lines)
 
 

@@ -113,9 +113,11 @@ def test_notebook_01_quotes_the_base_cell_of_the_regime_map(base_cell):
         assert f"The blend has two seeds so far ({100 * blend[0]:.1f} and {100 * blend[1]:.1f}%)" in text
     else:
         mean, half = regimes.interval(blend)
-        assert f"The blend reaches **{mean:.1%} ± {100 * half:.1f}** (" + " / ".join(f"{100 * v:.1f}" for v in blend) in text
+        seeds = " / ".join(f"{100 * v:.1f}" for v in blend)
+        assert f"The blend reaches **{mean:.1%} ± {100 * half:.1f}** (" + seeds in text
         diff, half, n = regimes.paired_difference(rows, "base", "blend")
-        assert f"blend minus GRPO is **{100 * diff:+.1f} points ± {100 * half:.1f}**: {regimes.verdict(diff, half, n)}" in text
+        quoted = f"**{100 * diff:+.1f} points ± {100 * half:.1f}**: {regimes.verdict(diff, half, n)}"
+        assert "blend minus GRPO is " + quoted in text
         over = [rows[("base", "blend", s)]["after"] - rows[("base", "sdpo", s)]["after"] for s in range(n)]
         mean, half = regimes.interval(over)
         assert f"it ends {100 * mean:.1f} points ± {100 * half:.1f} above pure SDPO" in text
